@@ -1,0 +1,84 @@
+//! `cargo xtask`: shoal's project automation.
+//!
+//! Everything CI does goes through here, so that a developer can run exactly what CI runs with one
+//! command (`cargo xtask ci`). Each task lives in its own module; `main` only parses arguments.
+
+mod bench;
+mod ci;
+mod fuzz;
+mod race;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "shoal's project automation", version)]
+struct Args {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run everything CI runs: fmt check, clippy -D warnings, the test suite, doc tests, packaging
+    /// checks, and the race tests at a CI-sized repetition count.
+    ///
+    /// Example: cargo xtask ci
+    Ci,
+    /// Run a cross-crate race test with real processes, repeated N rounds.
+    ///
+    /// Example: cargo xtask race lockfile --rounds 50
+    Race {
+        /// What to race.
+        #[arg(value_enum)]
+        target: race::Target,
+        /// How many rounds to run; every round must end with the expected outcome.
+        #[arg(long, default_value_t = 50)]
+        rounds: u32,
+    },
+    /// Internal: a contender process started by `race`. Not for humans.
+    #[command(hide = true)]
+    RaceChild {
+        #[arg(value_enum)]
+        target: race::Target,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the property-based fuzz harness for the wire decoder and hello parser.
+    ///
+    /// Example: cargo xtask fuzz --secs 600
+    Fuzz {
+        /// How long to fuzz, in seconds.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+    },
+    /// Run benchmarks and print a table of ratios against a baseline measured in the same run.
+    ///
+    /// Example: cargo xtask bench wire
+    Bench {
+        /// Which benchmark to run; all of them when omitted.
+        #[arg(value_enum)]
+        target: Option<bench::Target>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let result = match args.task {
+        Task::Ci => ci::run(),
+        Task::Race { target, rounds } => race::run(target, rounds),
+        Task::RaceChild { target, args } => race::child(target, &args),
+        Task::Fuzz { secs } => fuzz::run(std::time::Duration::from_secs(secs)),
+        Task::Bench { target } => bench::run(target),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            #[expect(clippy::print_stderr, reason = "xtask reports its own failure")]
+            {
+                eprintln!("xtask: error: {error:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! Helpers shared by the xtask tasks: locating the workspace and running commands loudly.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub(crate) fn project_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or(manifest_dir)
+}
+
+/// A `cargo` command using the same cargo that runs xtask, started in the workspace root.
+pub(crate) fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.current_dir(project_root());
+    command
+}
+
+/// Run `command`, echoing it first, and fail with its exit status if it does not succeed.
+pub(crate) fn run_command(mut command: Command) -> anyhow::Result<()> {
+    let shown = format!("{command:?}");
+    say(&format!("$ {shown}"));
+    let status = command
+        .status()
+        .with_context(|| format!("failed to start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} exited with {status}");
+    }
+    Ok(())
+}
+
+/// Print a progress line for a human watching CI.
+pub(crate) fn say(line: &str) {
+    #[expect(clippy::print_stderr, reason = "xtask progress goes to stderr")]
+    {
+        eprintln!("xtask: {line}");
+    }
+}
