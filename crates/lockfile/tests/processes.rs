@@ -850,9 +850,31 @@ fn describe(outcome: &Result<shoal_lockfile::Guard, Error>) -> String {
 
 /// Run the scenarios selected by `args` (libtest-style: a name filter, `--exact`, `--list`), each
 /// on its own thread with a deadline, so that a hang is a failure rather than a stuck run.
+/// libtest options whose value is a separate argument.
+const OPTIONS_WITH_VALUE: &[&str] = &[
+    "--format",
+    "--test-threads",
+    "--color",
+    "--logfile",
+    "--skip",
+    "--shuffle-seed",
+    "-Z",
+];
+
 fn run_scenarios(args: &[String]) -> ExitCode {
     let exact = args.iter().any(|arg| arg == "--exact");
-    let filters: Vec<&String> = args.iter().filter(|arg| !arg.starts_with('-')).collect();
+    // Name filters are the arguments that are neither options nor the value of an option that
+    // takes one: nextest lists tests with `--list --format terse`, and taking "terse" for a
+    // filter would list nothing, silently skipping every scenario under nextest.
+    let mut filters: Vec<&String> = Vec::new();
+    let mut arguments = args.iter();
+    while let Some(arg) = arguments.next() {
+        if OPTIONS_WITH_VALUE.contains(&arg.as_str()) {
+            arguments.next();
+        } else if !arg.starts_with('-') {
+            filters.push(arg);
+        }
+    }
     let selected: Vec<&(&str, fn())> = SCENARIOS
         .iter()
         .filter(|(name, _)| {
