@@ -98,7 +98,7 @@ fn main() -> ExitCode {
         child(&args[1..]);
         return ExitCode::SUCCESS;
     }
-    run_scenarios(&args)
+    run_scenarios()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -846,94 +846,34 @@ fn describe(outcome: &Result<shoal_lockfile::Guard, Error>) -> String {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Runner (this target has `harness = false`)
+// Runner (this target has `harness = false`, so that contenders can be this same binary)
 
-/// Run the scenarios selected by `args` (libtest-style: a name filter, `--exact`, `--list`), each
-/// on its own thread with a deadline, so that a hang is a failure rather than a stuck run.
-/// libtest options whose value is a separate argument.
-const OPTIONS_WITH_VALUE: &[&str] = &[
-    "--format",
-    "--test-threads",
-    "--color",
-    "--logfile",
-    "--skip",
-    "--shuffle-seed",
-    "-Z",
-];
+/// How long one scenario may take before it counts as hung.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(60);
 
-fn run_scenarios(args: &[String]) -> ExitCode {
-    let exact = args.iter().any(|arg| arg == "--exact");
-    // Name filters are the arguments that are neither options nor the value of an option that
-    // takes one: nextest lists tests with `--list --format terse`, and taking "terse" for a
-    // filter would list nothing, silently skipping every scenario under nextest.
-    let mut filters: Vec<&String> = Vec::new();
-    let mut arguments = args.iter();
-    while let Some(arg) = arguments.next() {
-        if OPTIONS_WITH_VALUE.contains(&arg.as_str()) {
-            arguments.next();
-        } else if !arg.starts_with('-') {
-            filters.push(arg);
-        }
-    }
-    let selected: Vec<&(&str, fn())> = SCENARIOS
+/// Run the scenarios with libtest's command line (filters, `--exact`, `--list --format terse` for
+/// nextest), each on its own thread with a deadline, so that a hang is a failure rather than a
+/// stuck run.
+fn run_scenarios() -> ExitCode {
+    let mut arguments = libtest_mimic::Arguments::from_args();
+    // One at a time unless asked otherwise: scenarios share process-wide state (the umask, child
+    // reaping) and each already runs dozens of processes.
+    arguments.test_threads.get_or_insert(1);
+    let trials = SCENARIOS
         .iter()
-        .filter(|(name, _)| {
-            filters.is_empty()
-                || filters.iter().any(|filter| {
-                    if exact {
-                        name == filter
-                    } else {
-                        name.contains(filter.as_str())
-                    }
-                })
-        })
+        .map(|&(name, scenario)| libtest_mimic::Trial::test(name, move || with_deadline(scenario)))
         .collect();
-    if args.iter().any(|arg| arg == "--list") {
-        if !args.iter().any(|arg| arg == "--ignored") {
-            for (name, _) in &selected {
-                println!("{name}: test");
-            }
-        }
-        return ExitCode::SUCCESS;
-    }
-    println!("\nrunning {} tests", selected.len());
-    let started = Instant::now();
-    let mut failed = Vec::new();
-    for (name, scenario) in &selected {
-        let scenario_started = Instant::now();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let scenario = *scenario;
-        std::thread::spawn(move || {
-            let result = std::panic::catch_unwind(scenario);
-            let _ = sender.send(result.is_ok());
-        });
-        let verdict = match receiver.recv_timeout(Duration::from_secs(60)) {
-            Ok(true) => "ok",
-            Ok(false) => "FAILED",
-            Err(_) => "TIMED OUT after 60s",
-        };
-        println!(
-            "test {name} ... {verdict} ({:.2?})",
-            scenario_started.elapsed()
-        );
-        if verdict != "ok" {
-            failed.push(*name);
-            if verdict.starts_with("TIMED OUT") {
-                break;
-            }
-        }
-    }
-    let passed = selected.len() - failed.len();
-    println!(
-        "\ntest result: {}. {passed} passed; {} failed; finished in {:.2?}\n",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len(),
-        started.elapsed()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("failures: {failed:?}");
-        ExitCode::FAILURE
+    libtest_mimic::run(&arguments, trials).exit_code()
+}
+
+fn with_deadline(scenario: fn()) -> Result<(), libtest_mimic::Failed> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(std::panic::catch_unwind(scenario).is_ok());
+    });
+    match receiver.recv_timeout(SCENARIO_DEADLINE) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the scenario panicked (see above)".into()),
+        Err(_) => Err(format!("timed out after {SCENARIO_DEADLINE:?}").into()),
     }
 }

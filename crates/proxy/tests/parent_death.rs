@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("host") => host(&args[1..]),
         Some("proxy") => proxy(&args[1..]),
-        _ => run_scenarios(&args),
+        _ => run_scenarios(),
     }
 }
 
@@ -414,94 +414,38 @@ fn proxy(args: &[String]) -> ExitCode {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The runner
+// Runner (this target has `harness = false`, so that contenders can be this same binary)
 
-fn run_scenarios(args: &[String]) -> ExitCode {
-    let exact = args.iter().any(|arg| arg == "--exact");
-    // Name filters are the arguments that are neither options nor the value of an option that
-    // takes one: nextest lists tests with `--list --format terse`, and taking "terse" for a
-    // filter would list nothing, silently skipping every scenario under nextest.
-    const OPTIONS_WITH_VALUE: &[&str] = &[
-        "--format",
-        "--test-threads",
-        "--color",
-        "--logfile",
-        "--skip",
-        "--shuffle-seed",
-        "-Z",
-    ];
-    let mut filters: Vec<&String> = Vec::new();
-    let mut arguments = args.iter();
-    while let Some(arg) = arguments.next() {
-        if OPTIONS_WITH_VALUE.contains(&arg.as_str()) {
-            arguments.next();
-        } else if !arg.starts_with('-') {
-            filters.push(arg);
-        }
-    }
-    let selected: Vec<&(&str, fn())> = SCENARIOS
-        .iter()
-        .filter(|(name, _)| {
-            filters.is_empty()
-                || filters.iter().any(|filter| {
-                    if exact {
-                        name == filter
-                    } else {
-                        name.contains(filter.as_str())
-                    }
-                })
-        })
-        .collect();
-    if args.iter().any(|arg| arg == "--list") {
-        if !args.iter().any(|arg| arg == "--ignored") {
-            for (name, _) in &selected {
-                println!("{name}: test");
-            }
-        }
-        return ExitCode::SUCCESS;
-    }
+/// How long one scenario may take before it counts as hung.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Run the scenarios with libtest's command line (filters, `--exact`, `--list --format terse` for
+/// nextest), each on its own thread with a deadline, so that a hang is a failure rather than a
+/// stuck run.
+fn run_scenarios() -> ExitCode {
     // Orphaned proxies come to us rather than to pid 1 (which in a container may not reap them):
     // we reap them, read their exit status, and show that polling does not compare with 1.
     #[cfg(target_os = "linux")]
     nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
-    println!("\nrunning {} tests", selected.len());
-    let started = Instant::now();
-    let mut failed = Vec::new();
-    for (name, scenario) in &selected {
-        let scenario_started = Instant::now();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let scenario = *scenario;
-        std::thread::spawn(move || {
-            let result = std::panic::catch_unwind(scenario);
-            let _ = sender.send(result.is_ok());
-        });
-        let verdict = match receiver.recv_timeout(Duration::from_secs(60)) {
-            Ok(true) => "ok",
-            Ok(false) => "FAILED",
-            Err(_) => "TIMED OUT after 60s",
-        };
-        println!(
-            "test {name} ... {verdict} ({:.2?})",
-            scenario_started.elapsed()
-        );
-        if verdict != "ok" {
-            failed.push(*name);
-            if verdict.starts_with("TIMED OUT") {
-                break;
-            }
-        }
-    }
-    let outcome = if failed.is_empty() { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {outcome}. {} passed; {} failed; finished in {:.2?}\n",
-        selected.len() - failed.len(),
-        failed.len(),
-        started.elapsed()
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        eprintln!("failed: {failed:?}");
-        ExitCode::FAILURE
+    let mut arguments = libtest_mimic::Arguments::from_args();
+    // One at a time unless asked otherwise: scenarios share process-wide state (the umask, child
+    // reaping) and each already runs dozens of processes.
+    arguments.test_threads.get_or_insert(1);
+    let trials = SCENARIOS
+        .iter()
+        .map(|&(name, scenario)| libtest_mimic::Trial::test(name, move || with_deadline(scenario)))
+        .collect();
+    libtest_mimic::run(&arguments, trials).exit_code()
+}
+
+fn with_deadline(scenario: fn()) -> Result<(), libtest_mimic::Failed> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(std::panic::catch_unwind(scenario).is_ok());
+    });
+    match receiver.recv_timeout(SCENARIO_DEADLINE) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("the scenario panicked (see above)".into()),
+        Err(_) => Err(format!("timed out after {SCENARIO_DEADLINE:?}").into()),
     }
 }
