@@ -1,5 +1,32 @@
 //! `cargo xtask bench wire`: framing and envelope throughput against plain line splitting.
+//!
+//! xtask itself runs as a debug build (the `cargo xtask` alias), so the timing happens in a release
+//! build of `crates/wire/examples/wire_bench.rs`; this task builds and runs it, lets it print its
+//! table, and has it write the figures to `target/bench/wire.json`.
+
+use crate::util::{cargo, project_root, run_command, say};
 
 pub(crate) fn run() -> anyhow::Result<()> {
-    anyhow::bail!("the wire benchmark is not written yet")
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| project_root().join("target"));
+    let json_path = target_dir.join("bench").join("wire.json");
+    std::fs::create_dir_all(json_path.parent().unwrap_or(&target_dir))?;
+    let mut bench = cargo();
+    bench
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "shoal-wire",
+            "--example",
+            "wire_bench",
+            "--",
+            "--json",
+        ])
+        .arg(&json_path);
+    run_command(bench)?;
+    say(&format!("bench wire: figures in {}", json_path.display()));
+    Ok(())
 }
