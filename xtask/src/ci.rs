@@ -3,6 +3,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use anyhow::Context;
+
 use crate::util::{cargo, run_command, say};
 
 /// Rounds of each race in CI: enough to catch a regression that lets two holders in, small enough
@@ -30,6 +32,7 @@ pub(crate) fn run() -> anyhow::Result<()> {
     run_command(clippy)?;
 
     if has_nextest() {
+        check_every_test_binary_lists_tests()?;
         let mut tests = cargo();
         tests.args([
             "nextest",
@@ -68,6 +71,61 @@ pub(crate) fn run() -> anyhow::Result<()> {
     }
     crate::fuzz::run(CI_FUZZ_TIME)?;
     say("ci: all checks passed");
+    Ok(())
+}
+
+/// Fail if an integration-test binary lists no tests to nextest.
+///
+/// A `harness = false` binary that gets libtest's `--list --format terse` wrong lists nothing, and
+/// nextest then runs nothing from it and still reports success: every real-process scenario in it
+/// silently stops running. This happened twice before the binaries moved to libtest-mimic.
+fn check_every_test_binary_lists_tests() -> anyhow::Result<()> {
+    let mut list = cargo();
+    list.args([
+        "nextest",
+        "list",
+        "--workspace",
+        "--locked",
+        "--message-format",
+        "json",
+    ]);
+    let output = list
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("failed to run cargo nextest list")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "cargo nextest list exited with {}",
+        output.status
+    );
+    let listing: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .context("failed to parse cargo nextest list's JSON")?;
+    let suites = listing["rust-suites"]
+        .as_object()
+        .context("cargo nextest list's JSON has no rust-suites")?;
+    let empty: Vec<&str> = suites
+        .iter()
+        .filter(|(_, suite)| suite["kind"] == "test")
+        .filter(|(_, suite)| {
+            suite["testcases"]
+                .as_object()
+                .is_none_or(|cases| cases.is_empty())
+        })
+        .map(|(binary_id, _)| binary_id.as_str())
+        .collect();
+    anyhow::ensure!(
+        empty.is_empty(),
+        "these test binaries list no tests to nextest, so none of their tests would run: {}; \
+         check that a harness = false binary handles libtest's `--list --format terse`",
+        empty.join(", ")
+    );
+    say(&format!(
+        "{} test binaries list their tests to nextest",
+        suites
+            .values()
+            .filter(|suite| suite["kind"] == "test")
+            .count()
+    ));
     Ok(())
 }
 
