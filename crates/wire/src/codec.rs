@@ -26,6 +26,12 @@ const DISCARD_RELEASE_CAPACITY: usize = 1024 * 1024;
 /// The capacity of the replacement buffer: tokio-util's own initial read-buffer size.
 const FRESH_BUFFER_CAPACITY: usize = 8 * 1024;
 
+/// The newline search runs over blocks of this many bytes, and each block searched is checked for
+/// ASCII right away, while it is still in L1 cache, instead of in a second pass over the whole line
+/// once its end is found. This made the 1 MiB envelope benchmark about 15 % faster than `memchr`
+/// over the line followed by `is_ascii` (4 KiB measured best of 2–32 KiB).
+const SEARCH_BLOCK: usize = 4 * 1024;
+
 /// Newline-delimited JSON-RPC framing for tokio-util's `FramedRead`/`FramedWrite`/`Framed`.
 ///
 /// Decoding yields `Result<Line, LineError>` items: a bad line (too long, not UTF-8) is an item,
@@ -39,7 +45,8 @@ const FRESH_BUFFER_CAPACITY: usize = 8 * 1024;
 /// - `\r\n` is accepted as a terminator; blank (whitespace-only) lines are skipped.
 /// - A last line without a newline at end of stream is still yielded.
 /// - Frames are split off the read buffer (no copy); the search for `\n` resumes where the previous
-///   call stopped, so a large line arriving in many reads is scanned once.
+///   call stopped, so a large line arriving in many reads is scanned once. A line found whole in
+///   one call is checked for UTF-8 as it is searched (ASCII, block by block), not in a second pass.
 ///
 /// Encoding writes a [`Line`] or a [`Rewritten`] message followed by `\n`.
 ///
@@ -128,7 +135,12 @@ impl LineCodec {
     }
 
     /// Turn the bytes of one line (terminator removed) into an item; `None` for a blank line.
-    fn finish_line(&self, mut line: BytesMut) -> Option<Result<Line, LineError>> {
+    /// `ascii_prefix`: how many of its first bytes are already known to be ASCII.
+    fn finish_line(
+        &self,
+        mut line: BytesMut,
+        ascii_prefix: usize,
+    ) -> Option<Result<Line, LineError>> {
         if line.last() == Some(&b'\r') {
             line.truncate(line.len() - 1);
         }
@@ -140,7 +152,20 @@ impl LineCodec {
         if line.iter().all(|byte| matches!(byte, b' ' | b'\t' | b'\r')) {
             return None;
         }
-        Some(check_utf8(&line).map(|()| Line::from_checked(line.freeze())))
+        if ascii_prefix < line.len() {
+            // An ASCII prefix ends on a character boundary: the rest is valid UTF-8 on its own
+            // exactly when the whole line is.
+            match check_utf8(&line[ascii_prefix..]) {
+                Ok(()) => {}
+                Err(LineError::NotUtf8 { valid_up_to }) => {
+                    return Some(Err(LineError::NotUtf8 {
+                        valid_up_to: ascii_prefix + valid_up_to,
+                    }));
+                }
+                Err(other) => return Some(Err(other)),
+            }
+        }
+        Some(Ok(Line::from_checked(line.freeze())))
     }
 }
 
@@ -161,7 +186,8 @@ impl Decoder for LineCodec {
             }
             // `min`: a caller may hand us a different buffer than last time; never index past it.
             let start = self.next_index.min(buffer.len());
-            let Some(offset) = memchr::memchr(b'\n', &buffer[start..]) else {
+            let (found, ascii_prefix) = find_newline(buffer, start);
+            let Some(newline) = found else {
                 // `max_line_len + 1`: the last buffered byte may be the `\r` of a `\r\n` that ends a
                 // line of exactly the maximum length. Past that, the line is too long whatever
                 // follows, so the verdict does not depend on how the input was split into reads.
@@ -176,11 +202,10 @@ impl Decoder for LineCodec {
                 self.next_index = buffer.len();
                 return Ok(None);
             };
-            let newline = start + offset;
             self.next_index = 0;
             let mut line = buffer.split_to(newline + 1);
             line.truncate(newline);
-            if let Some(item) = self.finish_line(line) {
+            if let Some(item) = self.finish_line(line, ascii_prefix) {
                 return Ok(Some(item));
             }
         }
@@ -201,7 +226,7 @@ impl Decoder for LineCodec {
         }
         // A peer that exits without a final newline still meant its last message.
         let line = buffer.split();
-        Ok(self.finish_line(line))
+        Ok(self.finish_line(line, 0))
     }
 }
 
@@ -240,6 +265,39 @@ impl Encoder<Rewritten> for LineCodec {
 
     fn encode(&mut self, message: Rewritten, buffer: &mut BytesMut) -> Result<(), Error> {
         self.encode(&message, buffer)
+    }
+}
+
+/// The first `\n` in `buffer` at or after `start`, and how many bytes at the start of `buffer` are
+/// known to be ASCII (a prefix of the line the newline ends).
+///
+/// Only bytes searched in this call are vouched for, and only when the search started at the
+/// beginning of the buffer: what an earlier call searched is not trusted (the caller could have
+/// handed a different buffer) and is checked when the line is finished, as a line arriving in
+/// several reads always was. The prefix ends at the first block holding a non-ASCII byte; from
+/// there the line is checked by [`check_utf8`] when it is finished.
+fn find_newline(buffer: &[u8], start: usize) -> (Option<usize>, usize) {
+    let mut ascii = start == 0;
+    let mut ascii_prefix = 0;
+    let mut position = start;
+    loop {
+        let end = buffer.len().min(position.saturating_add(SEARCH_BLOCK));
+        let block = &buffer[position..end];
+        let newline = memchr::memchr(b'\n', block);
+        if ascii {
+            let searched = &block[..newline.unwrap_or(block.len())];
+            ascii = searched.is_ascii();
+            if ascii {
+                ascii_prefix = position + searched.len();
+            }
+        }
+        if let Some(offset) = newline {
+            return (Some(position + offset), ascii_prefix);
+        }
+        if end == buffer.len() {
+            return (None, ascii_prefix);
+        }
+        position = end;
     }
 }
 
@@ -340,6 +398,28 @@ mod tests {
                 "[2]",
             ],
         );
+    }
+
+    #[test]
+    fn utf8_errors_are_located_past_the_search_blocks() {
+        // Long lines cross several search blocks; whole or in pieces, the offset is the line's.
+        for bad_at in [SEARCH_BLOCK - 1, SEARCH_BLOCK, 3 * SEARCH_BLOCK + 7] {
+            let mut input = vec![b'a'; bad_at];
+            input.extend_from_slice(b"\xc3\xa9\xff");
+            input.extend_from_slice(b"\n[1]\n");
+            let expected = format!(
+                "error: read a message: the line is not valid UTF-8 (first bad byte at offset {})",
+                bad_at + 2
+            );
+            for chunk in [1, 7, SEARCH_BLOCK - 3, input.len()] {
+                check(1 << 20, chunk, &input, &[&expected, "[1]"]);
+            }
+        }
+        let mut input = "é".repeat(3 * SEARCH_BLOCK).into_bytes();
+        input.push(b'\n');
+        let expected = "é".repeat(3 * SEARCH_BLOCK);
+        check(1 << 20, input.len(), &input, &[&expected]);
+        check(1 << 20, 1000, &input, &[&expected]);
     }
 
     #[test]
