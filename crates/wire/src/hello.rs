@@ -136,18 +136,7 @@ impl DaemonHello {
     /// assert!(hello.to_line().as_bytes().starts_with(br#"{"shoal":"daemon-hello","protocol":1,"#));
     /// ```
     pub fn to_line(&self) -> Line {
-        #[derive(Serialize)]
-        struct Wire<'a> {
-            shoal: &'static str,
-            protocol: u32,
-            #[serde(flatten)]
-            hello: &'a DaemonHello,
-        }
-        to_line(&Wire {
-            shoal: DAEMON_MARKER,
-            protocol: PROTOCOL,
-            hello: self,
-        })
+        hello_line(DAEMON_MARKER, self)
     }
 
     /// Parse a daemon hello line (without its newline), checking the marker and the protocol first.
@@ -177,18 +166,7 @@ impl ClientHello {
     /// );
     /// ```
     pub fn to_line(&self) -> Line {
-        #[derive(Serialize)]
-        struct Wire<'a> {
-            shoal: &'static str,
-            protocol: u32,
-            #[serde(flatten)]
-            hello: &'a ClientHello,
-        }
-        to_line(&Wire {
-            shoal: CLIENT_MARKER,
-            protocol: PROTOCOL,
-            hello: self,
-        })
+        hello_line(CLIENT_MARKER, self)
     }
 
     /// Parse a client hello line (without its newline), checking the marker and the protocol first.
@@ -317,6 +295,23 @@ async fn read_hello_line<S: LineStream>(
 }
 
 /// Serialise a hello or control message (derived `Serialize`, string keys: cannot fail).
+/// A hello line: the marker and our protocol number first (so any version can recognise it),
+/// then the hello's own fields.
+fn hello_line<T: Serialize>(marker: &'static str, hello: &T) -> Line {
+    #[derive(Serialize)]
+    struct Wire<'a, T> {
+        shoal: &'static str,
+        protocol: u32,
+        #[serde(flatten)]
+        hello: &'a T,
+    }
+    to_line(&Wire {
+        shoal: marker,
+        protocol: PROTOCOL,
+        hello,
+    })
+}
+
 pub(crate) fn to_line<T: Serialize>(message: &T) -> Line {
     let bytes = serde_json::to_vec(message).expect("wire structs always serialise to JSON");
     // Compact serde_json output is UTF-8 without raw newlines.

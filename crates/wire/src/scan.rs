@@ -170,15 +170,7 @@ impl<const FULL: bool> Scanner<'_, FULL> {
                     // checked as the mode says (skimmed strings for backend lines).
                     let start = self.pos;
                     let kind = self.value()?;
-                    let slot = Slot {
-                        span: Span {
-                            start,
-                            end: self.pos,
-                        },
-                        kind,
-                        escaped: false,
-                    };
-                    members.record(name, slot);
+                    members.record(name, self.unescaped_slot(start, kind));
                 }
                 Some(name @ (Name::Params | Name::Meta)) => {
                     let start = self.pos;
@@ -193,15 +185,7 @@ impl<const FULL: bool> Scanner<'_, FULL> {
                     } else {
                         self.value()?
                     };
-                    let slot = Slot {
-                        span: Span {
-                            start,
-                            end: self.pos,
-                        },
-                        kind,
-                        escaped: false,
-                    };
-                    members.record(name, slot);
+                    members.record(name, self.unescaped_slot(start, kind));
                 }
                 Some(name) => {
                     let slot = self.routing_value()?;
@@ -262,14 +246,19 @@ impl<const FULL: bool> Scanner<'_, FULL> {
             });
         }
         let kind = self.value()?;
-        Ok(Slot {
+        Ok(self.unescaped_slot(start, kind))
+    }
+
+    /// The slot of a value that started at `start` and ends here, with no escapes to decode.
+    fn unescaped_slot(&self, start: usize, kind: ValueKind) -> Slot {
+        Slot {
             span: Span {
                 start,
                 end: self.pos,
             },
             kind,
             escaped: false,
-        })
+        }
     }
 
     /// A top-level array: element spans.
