@@ -78,6 +78,12 @@ pub enum Error {
         /// The unknown `op` (request) or `outcome` (response).
         name: String,
     },
+    /// The line on a daemon's readiness pipe could not be decoded.
+    #[error("read the daemon's readiness message: {detail}")]
+    ReadinessMalformed {
+        /// What was wrong, with an excerpt of the line.
+        detail: String,
+    },
     /// A rewrite named a field the message does not have (or named it twice).
     #[error("rewrite `{field}`: {problem}")]
     Rewrite {

@@ -55,6 +55,7 @@ mod error;
 mod hello;
 mod id;
 mod line;
+mod readiness;
 mod scan;
 
 pub use build::{ErrorCode, error_response, notification, request};
@@ -68,3 +69,4 @@ pub use hello::{
 };
 pub use id::Id;
 pub use line::Line;
+pub use readiness::Readiness;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use shoal_wire::{
     BackendState, ClientHello, ControlRequest, ControlResponse, DaemonHello, ErrorCode, Field, Id,
-    Role, StatusReport, Validation, error_response, notification, request,
+    Readiness, Role, StatusReport, Validation, error_response, notification, request,
 };
 use util::{parse, text};
 
@@ -88,6 +88,23 @@ fn control_messages() {
     ]
     .map(|response| text(&response.to_line()));
     insta::assert_snapshot!("control_responses", responses.join("\n"));
+}
+
+#[test]
+fn readiness_lines() {
+    let lines = [
+        Readiness::Ready {
+            pid: 4242,
+            socket: "/run/user/1000/shoal/2c26b46b68ffc68f/daemon.sock".into(),
+        },
+        Readiness::Held { pid: Some(4241) },
+        Readiness::Held { pid: None },
+        Readiness::Error {
+            reason: "start the backend `mcp-server`: No such file or directory (os error 2)".into(),
+        },
+    ]
+    .map(|readiness| text(&readiness.to_line()));
+    insta::assert_snapshot!("readiness_lines", lines.join("\n"));
 }
 
 #[test]
