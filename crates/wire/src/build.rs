@@ -85,6 +85,35 @@ pub fn error_response(id: Option<&Id>, code: ErrorCode, message: &str) -> Line {
     Line::from_checked(out.into())
 }
 
+/// A success response: `{"jsonrpc":"2.0","id":..,"result":..}`.
+///
+/// Fails if `result` contains a raw newline (pretty-printed JSON): it would split the message.
+///
+/// ```
+/// use serde_json::value::RawValue;
+/// use shoal_wire::{Id, response};
+///
+/// let result = RawValue::from_string("{}".to_owned())?;
+/// assert_eq!(response(&Id::string("a"), &result)?.as_bytes(), br#"{"jsonrpc":"2.0","id":"a","result":{}}"#);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn response(id: &Id, result: &RawValue) -> Result<Line, Error> {
+    let result = result.get();
+    let mut out = Vec::with_capacity(40 + id.as_bytes().len() + result.len());
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(br#","result":"#);
+    if let Some(position) = memchr::memchr(b'\n', result.as_bytes()) {
+        return Err(Error::NewlineInMessage {
+            position: out.len() + position,
+        });
+    }
+    out.extend_from_slice(result.as_bytes());
+    out.push(b'}');
+    // An id token and a serde_json value without newlines: UTF-8, no newline.
+    Ok(Line::from_checked(out.into()))
+}
+
 /// A request: `{"jsonrpc":"2.0","id":..,"method":..,"params":..}` (`params` omitted when `None`).
 ///
 /// Fails if `params` contains a raw newline (pretty-printed JSON): it would split the message.

@@ -58,7 +58,7 @@ mod line;
 mod readiness;
 mod scan;
 
-pub use build::{ErrorCode, error_response, notification, request};
+pub use build::{ErrorCode, error_response, notification, request, response};
 pub use codec::{DEFAULT_MAX_LINE_LEN, LineCodec};
 pub use control::{BackendState, ControlRequest, ControlResponse, StatusReport};
 pub use envelope::{Envelope, Field, Invalid, InvalidReason, Kind, Rewritten, Validation};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::value::RawValue;
 use shoal_wire::{
     BackendState, ClientHello, ControlRequest, ControlResponse, DaemonHello, ErrorCode, Field, Id,
-    Readiness, Role, StatusReport, Validation, error_response, notification, request,
+    Readiness, Role, StatusReport, Validation, error_response, notification, request, response,
 };
 use util::{parse, text};
 
@@ -190,6 +190,7 @@ fn built_lines() {
         text(&request(&Id::from_u64(0), "initialize", Some(&params)).unwrap()),
         text(&notification("notifications/cancelled", Some(&cancel)).unwrap()),
         text(&notification("notifications/initialized", None).unwrap()),
+        text(&response(&Id::string("1"), &cancel).unwrap()),
     ];
     insta::assert_snapshot!("error_responses_for_invalid_lines", invalid.join("\n"));
     insta::assert_snapshot!("built_lines", built.join("\n"));
