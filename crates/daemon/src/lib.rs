@@ -4,21 +4,26 @@
 //! key's runtime directory, starts the backend server once, multiplexes every client session onto
 //! it, and exits when the last session has been gone for the idle timeout, taking the backend's
 //! whole process tree with it. See `docs/architecture.md` for the state machine and invariants.
+//!
+//! The entry point is [`run`]: the `shoal daemon` command (and tests) call it in a process of
+//! its own, with a readiness pipe from whoever spawned it.
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "process control and restart policy are driven by the supervisor, which lands with \
-                  the daemon's main loop (issue #4); until then only their tests use them"
-    )
-)]
 mod backend;
+mod connection;
+mod hub;
 mod key;
+mod meta;
+mod outbox;
 mod ownership;
 mod paths;
+mod router;
+mod run;
+mod signals;
+mod stream;
 
 pub use backend::{BackendCommand, StopOutcome};
 pub use key::{DaemonKey, KeyId};
+pub use meta::DaemonMeta;
 pub use ownership::{Fenced, Ownership, OwnershipError};
 pub use paths::{DaemonPaths, MAX_SOCKET_PATH, RuntimeDirSource, resolve_runtime_dir};
+pub use run::{DEFAULT_IDLE_TIMEOUT, DaemonConfig, ExitReason, Outcome, StartError, Tuning, run};

@@ -97,6 +97,22 @@ impl DaemonPaths {
     }
 }
 
+impl DaemonPaths {
+    /// Open `daemon.log` for appending (created 0600 if missing). The daemon passes it to the
+    /// backend as stderr; a spawner opens it for the daemon's own stdout and stderr.
+    ///
+    /// The key dir must exist (see [`shoal_lockfile::ensure_private_dir`]).
+    pub fn open_log(&self) -> std::io::Result<std::fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(&self.log)
+    }
+}
+
 const SOCKET_NAME: &str = "daemon.sock";
 
 /// The longest socket-like name created in a key dir: the socket is bound at a temporary name

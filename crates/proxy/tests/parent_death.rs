@@ -32,7 +32,7 @@ use shoal_proxy::{ParentGone, WatchdogConfig, arm_parent_death_signal_with};
 use util::{DEATH_WAIT, START_WAIT, spawn_host};
 
 /// The scenarios, by name.
-const SCENARIOS: &[(&str, fn())] = &[
+const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     #[cfg(target_os = "linux")]
     (
         "death_signal_alone_reaches_a_prepared_proxy",
@@ -427,25 +427,7 @@ fn run_scenarios() -> ExitCode {
     // we reap them, read their exit status, and show that polling does not compare with 1.
     #[cfg(target_os = "linux")]
     nix::sys::prctl::set_child_subreaper(true).expect("become a child subreaper");
-    let mut arguments = libtest_mimic::Arguments::from_args();
     // One at a time unless asked otherwise: scenarios share process-wide state (the umask, child
     // reaping) and each already runs dozens of processes.
-    arguments.test_threads.get_or_insert(1);
-    let trials = SCENARIOS
-        .iter()
-        .map(|&(name, scenario)| libtest_mimic::Trial::test(name, move || with_deadline(scenario)))
-        .collect();
-    libtest_mimic::run(&arguments, trials).exit_code()
-}
-
-fn with_deadline(scenario: fn()) -> Result<(), libtest_mimic::Failed> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(std::panic::catch_unwind(scenario).is_ok());
-    });
-    match receiver.recv_timeout(SCENARIO_DEADLINE) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err("the scenario panicked (see above)".into()),
-        Err(_) => Err(format!("timed out after {SCENARIO_DEADLINE:?}").into()),
-    }
+    shoal_testkit::scenarios::run(SCENARIOS, SCENARIO_DEADLINE, 1)
 }

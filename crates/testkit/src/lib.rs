@@ -6,6 +6,7 @@
 //!   `list_changed`, tasks, batches, crashes, slow start-up, spawn counting, process trees.
 //! - [`client`]: a synchronous client that drives any MCP server over a child's stdio or any byte
 //!   stream, with a deadline and a label on every wait.
+//! - [`scenarios`]: the runner of the real-process scenario test binaries.
 //! - [`fixture_bin`]: where the `shoal-fixture` binary is, building it if needed, for tests of
 //!   other crates (cargo builds no binaries of dev-dependencies).
 //!
@@ -29,6 +30,7 @@
 pub mod client;
 mod locate;
 pub mod process;
+pub mod scenarios;
 pub mod server;
 
 pub use locate::{FIXTURE_BIN_ENV, fixture_bin};

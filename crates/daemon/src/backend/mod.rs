@@ -3,5 +3,9 @@
 
 mod policy;
 mod process;
+mod supervisor;
 
+pub(crate) use policy::{CrashHistory, RestartDecision, RestartPolicy};
 pub use process::{BackendCommand, StopOutcome};
+pub(crate) use process::{StopTimeouts, group_rss_bytes, process_rss_bytes};
+pub(crate) use supervisor::{Backend, BackendEvent};

@@ -70,6 +70,28 @@ impl Default for StopTimeouts {
     }
 }
 
+impl StopTimeouts {
+    /// The same grace for every step.
+    pub(crate) fn uniform(grace: Duration) -> StopTimeouts {
+        StopTimeouts {
+            after_stdin_close: grace,
+            after_sigterm: grace,
+            after_sigkill: grace,
+        }
+    }
+}
+
+/// Resident memory of process `pid`, where the platform reports it.
+pub(crate) fn process_rss_bytes(pid: u32) -> Option<u64> {
+    sys::rss_bytes(pid)
+}
+
+/// Resident memory of every live process in group `pgid` (a backend and its children), where the
+/// platform reports it. Memory shared between them is counted once per process, like `ps`.
+pub(crate) fn group_rss_bytes(pgid: u32) -> Option<u64> {
+    sys::group_rss_bytes(i32::try_from(pgid).ok()?)
+}
+
 /// A running backend server: the leader of its own process group.
 #[derive(Debug)]
 pub(crate) struct BackendProcess {
@@ -270,6 +292,49 @@ mod sys {
         let _ppid = fields.next()?;
         let group = fields.next()?.parse().ok()?;
         Some((state, group))
+    }
+
+    /// `VmRSS` from `/proc/<pid>/status`, in bytes.
+    #[cfg(target_os = "linux")]
+    pub(super) fn rss_bytes(pid: u32) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        let kib: u64 = line
+            .trim_start_matches("VmRSS:")
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kib * 1024)
+    }
+
+    /// The sum of [`rss_bytes`] over the live members of group `pgid`.
+    #[cfg(target_os = "linux")]
+    pub(super) fn group_rss_bytes(pgid: i32) -> Option<u64> {
+        let entries = std::fs::read_dir("/proc").ok()?;
+        let total = entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| parse_state_and_group(&stat))
+                    .is_some_and(|(state, group)| group == pgid && state != b'Z' && state != b'X')
+            })
+            .filter_map(rss_bytes)
+            .sum();
+        Some(total)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn rss_bytes(_pid: u32) -> Option<u64> {
+        None
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub(super) fn group_rss_bytes(_pgid: i32) -> Option<u64> {
+        None
     }
 
     #[cfg(not(target_os = "linux"))]

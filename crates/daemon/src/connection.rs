@@ -1,0 +1,209 @@
+//! Accepting connections: peer credentials, admission, the hello, then a session or control loop.
+//!
+//! Every connection runs in its own task and talks to the hub only through [`Event`]s. Each
+//! session has one reader (this task) and one writer task draining its byte-bounded outbox, so a
+//! client that stops reading never blocks anyone but itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use shoal_wire::{
+    ClientHello, ControlRequest, ControlResponse, HELLO_TIMEOUT, Line, LineCodec, Role,
+    read_client_hello,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixListener;
+use tokio::net::UnixStream;
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+
+use crate::hub::{DrainGuard, Event};
+use crate::outbox::outbox;
+use crate::router::ClientId;
+use crate::stream::next_line;
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub(crate) struct ConnectionContext {
+    /// Only peers with this uid are served.
+    pub(crate) uid: u32,
+    /// The daemon's hello line, sent to every admitted connection.
+    pub(crate) hello: Line,
+    /// Bytes a session's outbox may hold before the client counts as not reading.
+    pub(crate) outbox_budget: usize,
+    pub(crate) next_client: AtomicU64,
+}
+
+/// Control messages are small; a control peer does not get the session limit.
+const CONTROL_MAX_LINE: usize = 64 * 1024;
+
+/// How long a failing `accept` (out of file descriptors, typically) waits before trying again,
+/// so that the loop does not spin while the condition lasts.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Accept connections until `stop` fires (or its sender is dropped); dropping the listener on
+/// return makes later connects fail at once.
+pub(crate) async fn accept_loop(
+    listener: UnixListener,
+    context: Arc<ConnectionContext>,
+    events: mpsc::Sender<Event>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve(stream, Arc::clone(&context), events.clone()));
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not accept a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
+async fn serve(stream: UnixStream, context: Arc<ConnectionContext>, events: mpsc::Sender<Event>) {
+    // Sharing is only ever within one user. Where the platform cannot say who the peer is, the
+    // connection is refused: failing open would share a user's server with anyone.
+    match stream.peer_cred() {
+        Ok(credentials) if credentials.uid() == context.uid => {}
+        Ok(credentials) => {
+            tracing::warn!(
+                peer_uid = credentials.uid(),
+                peer_pid = credentials.pid(),
+                "refused a connection from another user"
+            );
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "refused a connection whose peer credentials are unknown");
+            return;
+        }
+    }
+    let (admit, admitted) = oneshot::channel();
+    if events.send(Event::Connected { admit }).await.is_err() {
+        return;
+    }
+    // `None` or a dropped sender: the daemon is exiting. Close before the hello, so that the
+    // client retries through the spawn lock and reaches the next daemon.
+    let Ok(Some(drain_guard)) = admitted.await else {
+        return;
+    };
+    // Admitted: the hub counts this as a handshake until it reports how it ended.
+    let (read, mut write) = stream.into_split();
+    let mut reader = FramedRead::new(read, LineCodec::new());
+    let hello = async {
+        let mut hello = context.hello.as_bytes().to_vec();
+        hello.push(b'\n');
+        write.write_all(&hello).await?;
+        read_client_hello(&mut reader, HELLO_TIMEOUT).await
+    }
+    .await;
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(error) => {
+            tracing::info!(%error, "closed a connection that did not complete the hello");
+            let _ = events.send(Event::HandshakeEnded).await;
+            return;
+        }
+    };
+    match hello.role {
+        Role::Session => session(hello, reader, write, context, events, drain_guard).await,
+        Role::Control => {
+            // A control connection is not a client and does not hold up the exit drain.
+            drop(drain_guard);
+            let _ = events.send(Event::HandshakeEnded).await;
+            tracing::debug!(pid = hello.pid, label = %hello.label, "control connection");
+            reader.decoder_mut().set_max_line_len(CONTROL_MAX_LINE);
+            control(reader, write, events).await;
+        }
+    }
+}
+
+async fn session(
+    hello: ClientHello,
+    mut reader: FramedRead<OwnedReadHalf, LineCodec>,
+    write: OwnedWriteHalf,
+    context: Arc<ConnectionContext>,
+    events: mpsc::Sender<Event>,
+    drain_guard: DrainGuard,
+) {
+    let client: ClientId = context.next_client.fetch_add(1, Ordering::Relaxed);
+    let (outbox, receiver) = outbox(context.outbox_budget);
+    let (writer_gone, mut writer_gone_signal) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        receiver.write_all_to(write).await;
+        drop(writer_gone);
+        drop(drain_guard);
+    });
+    if events
+        .send(Event::SessionJoined {
+            client,
+            hello,
+            outbox,
+        })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        // Exits: the client closes or its socket fails (EOF / error), or the writer is gone
+        // (the hub dropped the outbox: slow client or shutdown; or a write failed).
+        tokio::select! {
+            item = next_line(&mut reader) => match item {
+                Some(Ok(line)) => {
+                    if events.send(Event::ClientLine { client, line }).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Err(_)) | None => break,
+            },
+            _ = &mut writer_gone_signal => break,
+        }
+    }
+    let _ = events.send(Event::ClientLeft { client }).await;
+}
+
+async fn control(
+    mut reader: FramedRead<OwnedReadHalf, LineCodec>,
+    mut write: OwnedWriteHalf,
+    events: mpsc::Sender<Event>,
+) {
+    while let Some(Ok(line)) = next_line(&mut reader).await {
+        let response = match line {
+            Err(error) => ControlResponse::Error {
+                message: error.to_string(),
+            },
+            Ok(line) => match ControlRequest::parse(line.as_bytes()) {
+                Err(error) => ControlResponse::Error {
+                    message: error.to_string(),
+                },
+                Ok(request) => {
+                    let (reply, answer) = oneshot::channel();
+                    if events
+                        .send(Event::Control { request, reply })
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    answer.await.unwrap_or_else(|_| ControlResponse::Error {
+                        message: "the daemon is shutting down".to_owned(),
+                    })
+                }
+            },
+        };
+        let mut bytes = response.to_line().as_bytes().to_vec();
+        bytes.push(b'\n');
+        if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+}
