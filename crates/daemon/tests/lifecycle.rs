@@ -29,7 +29,7 @@ use util::{
     echo, session, spawn_count, status, wait_until,
 };
 
-const SCENARIOS: &[(&str, fn())] = &[
+const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     (
         "scenario_14_stale_socket_and_lock_of_a_killed_daemon",
         stale_socket_and_lock_of_a_killed_daemon,
@@ -115,26 +115,8 @@ fn main() -> ExitCode {
         Some("hold") => return util::hold_main(&args[1..]),
         _ => {}
     }
-    let mut arguments = libtest_mimic::Arguments::from_args();
     // Each scenario runs several processes; two at a time keeps a 2-core machine responsive.
-    arguments.test_threads.get_or_insert(2);
-    let trials = SCENARIOS
-        .iter()
-        .map(|&(name, scenario)| libtest_mimic::Trial::test(name, move || with_deadline(scenario)))
-        .collect();
-    libtest_mimic::run(&arguments, trials).exit_code()
-}
-
-fn with_deadline(scenario: fn()) -> Result<(), libtest_mimic::Failed> {
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(std::panic::catch_unwind(scenario).is_ok());
-    });
-    match receiver.recv_timeout(SCENARIO_DEADLINE) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err("the scenario panicked (see above)".into()),
-        Err(_) => Err(format!("timed out after {SCENARIO_DEADLINE:?}").into()),
-    }
+    shoal_testkit::scenarios::run(SCENARIOS, SCENARIO_DEADLINE, 2)
 }
 
 // ---------------------------------------------------------------------------------------------
