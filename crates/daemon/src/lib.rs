@@ -11,6 +11,7 @@
 mod backend;
 mod connection;
 mod hub;
+mod idle;
 mod key;
 mod meta;
 mod outbox;
@@ -22,6 +23,7 @@ mod signals;
 mod stream;
 
 pub use backend::{BackendCommand, StopOutcome};
+pub use idle::{IdleTimeoutError, parse_idle_timeout};
 pub use key::{DaemonKey, KeyId};
 pub use meta::DaemonMeta;
 pub use ownership::{Fenced, Ownership, OwnershipError};
