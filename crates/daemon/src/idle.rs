@@ -35,7 +35,9 @@ pub fn parse_idle_timeout(text: &str) -> Result<Option<Duration>, IdleTimeoutErr
     let trimmed = text.trim();
     // Digits and at most one dot: no signs, exponents, "inf" or "NaN" that f64 parsing accepts.
     if trimmed.is_empty()
-        || !trimmed.bytes().all(|byte| byte.is_ascii_digit() || byte == b'.')
+        || !trimmed
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || byte == b'.')
         || trimmed.bytes().filter(|&byte| byte == b'.').count() > 1
     {
         return Err(error());
