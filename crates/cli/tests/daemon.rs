@@ -105,7 +105,8 @@ fn wait_exit(child: &mut Child) -> i32 {
 #[test]
 fn ready_on_the_fd_which_the_backend_does_not_inherit_then_idles_out() {
     let scratch = Scratch::new("ready");
-    let (mut child, pipe) = shoal_daemon(&scratch, &[], &[("SHOAL_IDLE_TIMEOUT", "0.5")]);
+    // Long enough that the daemon is surely still idling when the EOF check below runs.
+    let (mut child, pipe) = shoal_daemon(&scratch, &[], &[("SHOAL_IDLE_TIMEOUT", "2")]);
     let (readiness, mut rest) = read_readiness(&pipe);
     let Readiness::Ready { pid, socket } = readiness else {
         panic!("expected ready, got {readiness:?}");

@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shoal_wire::{
-    ClientHello, ControlRequest, ControlResponse, HELLO_TIMEOUT, Line, LineCodec, Role,
-    read_client_hello,
+    ClientHello, ControlRequest, ControlResponse, HELLO_TIMEOUT, LineCodec, Role, read_client_hello,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
@@ -30,8 +29,8 @@ use crate::stream::next_line;
 pub(crate) struct ConnectionContext {
     /// Only peers with this uid are served.
     pub(crate) uid: u32,
-    /// The daemon's hello line, sent to every admitted connection.
-    pub(crate) hello: Line,
+    /// The daemon's hello line with its newline, sent as is to every admitted connection.
+    pub(crate) hello: Vec<u8>,
     /// Bytes a session's outbox may hold before the client counts as not reading.
     pub(crate) outbox_budget: usize,
     pub(crate) next_client: AtomicU64,
@@ -99,9 +98,7 @@ async fn serve(stream: UnixStream, context: Arc<ConnectionContext>, events: mpsc
     let (read, mut write) = stream.into_split();
     let mut reader = FramedRead::new(read, LineCodec::new());
     let hello = async {
-        let mut hello = context.hello.as_bytes().to_vec();
-        hello.push(b'\n');
-        write.write_all(&hello).await?;
+        write.write_all(&context.hello).await?;
         read_client_hello(&mut reader, HELLO_TIMEOUT).await
     }
     .await;

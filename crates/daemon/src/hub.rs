@@ -445,8 +445,7 @@ impl Hub {
         let path = self.setup.paths.spawn_lock.clone();
         let events = self.events.clone();
         tokio::task::spawn_blocking(move || {
-            let guard = PersistentLock::new(&path)
-                .and_then(|lock| lock.lock(Instant::now() + IDLE_SPAWN_LOCK_WAIT));
+            let guard = take_spawn_lock(&path, IDLE_SPAWN_LOCK_WAIT);
             if let Err(error) = &guard {
                 tracing::warn!(%error, "could not take the spawn lock for the idle exit");
             }
@@ -716,9 +715,7 @@ impl Hub {
             None => {
                 let path = self.setup.paths.spawn_lock.clone();
                 tokio::task::spawn_blocking(move || {
-                    PersistentLock::new(&path)
-                        .and_then(|lock| lock.lock(Instant::now() + EXIT_SPAWN_LOCK_WAIT))
-                        .ok()
+                    take_spawn_lock(&path, EXIT_SPAWN_LOCK_WAIT).ok()
                 })
                 .await
                 .ok()
@@ -762,6 +759,14 @@ impl Hub {
         self.drain = None;
         let _ = tokio::time::timeout(DRAIN_WAIT, drained.recv()).await;
     }
+}
+
+/// Take `spawn.lock`, waiting at most `wait`. Blocks: call it from a blocking thread.
+fn take_spawn_lock(
+    path: &std::path::Path,
+    wait: Duration,
+) -> Result<PersistentGuard, shoal_lockfile::Error> {
+    PersistentLock::new(path).and_then(|lock| lock.lock(Instant::now() + wait))
 }
 
 /// Sleep until `deadline`, or forever when there is none.

@@ -262,7 +262,11 @@ fn start_and_serve(
         let (events_sender, events) = mpsc::channel(EVENT_QUEUE);
         let context = Arc::new(ConnectionContext {
             uid: nix::unistd::geteuid().as_raw(),
-            hello: hello.to_line(),
+            hello: {
+                let mut line = hello.to_line().into_bytes().to_vec();
+                line.push(b'\n');
+                line
+            },
             outbox_budget: config.tuning.outbox_budget,
             next_client: AtomicU64::new(1),
         });

@@ -258,7 +258,7 @@ pub(crate) enum Connect {
     /// Got the daemon's hello.
     Hello(UnixStream, DaemonHello),
     /// `connect` failed (no socket, nobody listening).
-    Refused(#[allow(dead_code, reason = "shown by Debug in failures")] std::io::Error),
+    Refused(#[expect(dead_code, reason = "shown by Debug in failures")] std::io::Error),
     /// Connected, but the daemon closed before its hello.
     ClosedBeforeHello,
 }
@@ -300,6 +300,12 @@ pub(crate) fn connect_as(socket: &Path, role: Role) -> (UnixStream, DaemonHello)
         Connect::Hello(stream, hello) => (stream, hello),
         other => panic!("connect to {}: {other:?}", socket.display()),
     };
+    send_client_hello(&mut stream, role);
+    (stream, hello)
+}
+
+/// Answer the daemon's hello on `stream`.
+pub(crate) fn send_client_hello(stream: &mut UnixStream, role: Role) {
     let mut line = ClientHello {
         role,
         pid: std::process::id(),
@@ -311,16 +317,21 @@ pub(crate) fn connect_as(socket: &Path, role: Role) -> (UnixStream, DaemonHello)
     .to_vec();
     line.push(b'\n');
     stream.write_all(&line).expect("send the client hello");
-    (stream, hello)
+}
+
+/// An MCP client on a session connection whose hellos are done; not yet initialized.
+pub(crate) fn client_on(stream: UnixStream, name: &str) -> Client {
+    let mut client = Client::from_unix_stream(stream)
+        .expect("wrap the socket")
+        .with_name(name);
+    client.set_timeout(WAIT);
+    client
 }
 
 /// A session, initialized.
 pub(crate) fn session(socket: &Path, name: &str) -> Client {
     let (stream, _) = connect_as(socket, Role::Session);
-    let mut client = Client::from_unix_stream(stream)
-        .expect("wrap the socket")
-        .with_name(name);
-    client.set_timeout(WAIT);
+    let mut client = client_on(stream, name);
     client
         .initialize(json!({}))
         .unwrap_or_else(|error| panic!("{name}: initialize: {error}"));
