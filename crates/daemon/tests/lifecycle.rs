@@ -15,6 +15,7 @@
 mod util;
 
 use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::ExitCode;
@@ -520,7 +521,17 @@ fn connection_from_another_uid_is_rejected() {
     for dir in [&scratch.base, &scratch.root] {
         nix::unistd::chown(dir, Some(nobody.uid), Some(nobody.gid)).unwrap();
     }
-    let spec = DaemonSpec::fixture(&scratch, &[]);
+    // The checkout may sit where `nobody` cannot reach (a 0700 temp dir): run copies of this
+    // binary and of the fixture from the scratch dir, which is theirs.
+    let copy = |from: &Path, name: &str| {
+        let to = scratch.file(name);
+        std::fs::copy(from, &to).unwrap();
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755)).unwrap();
+        to
+    };
+    let mut spec = DaemonSpec::fixture(&scratch, &[]);
+    spec.argv = vec![copy(&shoal_testkit::fixture_bin(), "fixture").into_os_string()];
+    spec.daemon_program = Some(copy(&std::env::current_exe().unwrap(), "daemon"));
     let paths = spec.paths();
     let mut daemon = DaemonProcess::spawn_with(&spec, |command| {
         // The helper created the dirs and the log as root; hand them over before the spawn.

@@ -73,6 +73,8 @@ pub(crate) struct DaemonSpec {
     pub(crate) version: String,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) argv: Vec<OsString>,
+    /// The daemon's executable; `None` runs this test binary from where it is.
+    pub(crate) daemon_program: Option<PathBuf>,
 }
 
 impl DaemonSpec {
@@ -86,6 +88,7 @@ impl DaemonSpec {
             version: VERSION.to_owned(),
             idle_timeout: None,
             argv,
+            daemon_program: None,
         }
     }
 
@@ -149,7 +152,11 @@ impl DaemonProcess {
         shoal_lockfile::ensure_private_dir(&spec.runtime_dir).expect("create the runtime dir");
         shoal_lockfile::ensure_private_dir(&paths.dir).expect("create the key dir");
         let log = paths.open_log().expect("open daemon.log");
-        let mut command = Command::new(std::env::current_exe().expect("find the test binary"));
+        let program = match &spec.daemon_program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().expect("find the test binary"),
+        };
+        let mut command = Command::new(program);
         command
             .args(spec.args())
             .stdin(Stdio::null())
