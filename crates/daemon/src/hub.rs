@@ -252,6 +252,11 @@ impl Hub {
                     let SignalEvent::Stop(name) = signal;
                     break ExitReason::Signal(name);
                 }
+                () = sleep_until_some(self.setup.router.deadline().map(tokio::time::Instant::from_std)) => {
+                    let mut out = Outputs::default();
+                    self.setup.router.tick(Instant::now(), &mut out);
+                    self.apply(out);
+                }
                 () = sleep_until_some(self.idle_deadline) => self.idle_timer_fired(),
                 () = sleep_until_some(self.restart_at) => {
                     self.restart_at = None;

@@ -1,0 +1,191 @@
+//! Requests from the backend to "the client": answered locally when the daemon knows the answer
+//! (`ping`, `roots/list`), otherwise routed to exactly one capable client under a daemon id, whose
+//! answer goes back under the backend's id. The backend always gets an answer: the client's, or an
+//! error when no client can answer or the chosen one leaves first.
+
+use serde_json::json;
+use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, response};
+
+use super::{ClientCapabilities, ClientId, Outputs, Router, raw};
+
+/// A request out at a client, by the id the client saw.
+#[derive(Debug)]
+pub(super) struct Asked {
+    pub(super) client: ClientId,
+    /// The backend's id for it.
+    pub(super) backend_id: Id,
+}
+
+impl Router {
+    pub(super) fn backend_request(&mut self, envelope: &Envelope, out: &mut Outputs) {
+        let Some(id) = envelope.id() else {
+            return;
+        };
+        let answer = match envelope.method() {
+            Some("ping") => response(&id, &raw(&json!({}))),
+            Some("roots/list") => response(
+                &id,
+                &raw(&json!({ "roots": [{ "uri": self.root_uri, "name": self.root_name }] })),
+            ),
+            Some("sampling/createMessage") => {
+                return self.ask_client(id, envelope, "sampling", |caps| caps.sampling, out);
+            }
+            Some("elicitation/create") => {
+                return self.ask_client(id, envelope, "elicitation", |caps| caps.elicitation, out);
+            }
+            Some(method) => Ok(error_response(
+                Some(&id),
+                ErrorCode::METHOD_NOT_FOUND,
+                &format!("shoal does not route `{method}` requests to its clients"),
+            )),
+            None => return,
+        };
+        match answer {
+            Ok(answer) => out.to_backend.push(answer.into()),
+            Err(error) => tracing::warn!(%error, "could not answer a request from the MCP server"),
+        }
+    }
+
+    /// Route a server-to-client request to one client that declared `capability`: the owner of the
+    /// task it relates to; else the capable client with the most recent request in flight (the one
+    /// most likely waiting on it); else the capable client that asked something last.
+    fn ask_client(
+        &mut self,
+        backend_id: Id,
+        envelope: &Envelope,
+        capability: &str,
+        capable: fn(&ClientCapabilities) -> bool,
+        out: &mut Outputs,
+    ) {
+        let is_capable = |client: &ClientId| {
+            self.clients
+                .get(client)
+                .is_some_and(|state| state.ready && capable(&state.capabilities))
+        };
+        let chosen = self
+            .tasks
+            .related_owner(envelope)
+            .filter(is_capable)
+            .or_else(|| {
+                self.clients
+                    .iter()
+                    .filter(|(client, _)| is_capable(client))
+                    .max_by_key(|&(&client, state)| {
+                        let latest_in_flight = state.requests.values().max().copied();
+                        (
+                            latest_in_flight.is_some(),
+                            latest_in_flight.unwrap_or(state.last_request),
+                            client,
+                        )
+                    })
+                    .map(|(&client, _)| client)
+            });
+        let method = envelope.method().unwrap_or_default();
+        let Some(client) = chosen else {
+            let refusal = error_response(
+                Some(&backend_id),
+                ErrorCode::METHOD_NOT_FOUND,
+                &format!(
+                    "no client connected to shoal can answer `{method}`: none declared the \
+                     `{capability}` capability"
+                ),
+            );
+            out.to_backend.push(refusal.into());
+            return;
+        };
+        let asked_id = self.mint_id();
+        match envelope.rewrite(&[(Field::Id, &Id::from_u64(asked_id))]) {
+            Ok(rewritten) => {
+                tracing::debug!(
+                    client,
+                    method,
+                    "routed a request from the MCP server to a client"
+                );
+                out.to_clients.push((client, rewritten.into()));
+                self.asked_by_backend.insert(backend_id.clone(), asked_id);
+                self.asked.insert(asked_id, Asked { client, backend_id });
+            }
+            Err(error) => {
+                let refusal = error_response(
+                    Some(&backend_id),
+                    ErrorCode::INTERNAL_ERROR,
+                    &format!("shoal could not route `{method}`: {error}"),
+                );
+                out.to_backend.push(refusal.into());
+            }
+        }
+    }
+
+    /// A client answered a request: pass it back under the backend's id, once.
+    pub(super) fn client_answer(
+        &mut self,
+        client: ClientId,
+        envelope: &Envelope,
+        out: &mut Outputs,
+    ) {
+        let asked_id = envelope.id().and_then(|id| id.as_str().parse::<u64>().ok());
+        let Some(asked_id) = asked_id.filter(|asked_id| {
+            self.asked
+                .get(asked_id)
+                .is_some_and(|asked| asked.client == client)
+        }) else {
+            tracing::debug!(client, "dropped a client's answer to no request of ours");
+            return;
+        };
+        let Some(asked) = self.asked.remove(&asked_id) else {
+            return;
+        };
+        self.asked_by_backend.remove(&asked.backend_id);
+        match envelope.rewrite(&[(Field::Id, &asked.backend_id)]) {
+            Ok(answer) => out.to_backend.push(answer.into()),
+            Err(error) => {
+                let answer = error_response(
+                    Some(&asked.backend_id),
+                    ErrorCode::INTERNAL_ERROR,
+                    &format!("the client's answer could not be passed on: {error}"),
+                );
+                out.to_backend.push(answer.into());
+            }
+        }
+    }
+
+    /// The backend withdrew a request it had sent to a client.
+    pub(super) fn backend_cancellation(&mut self, envelope: &Envelope, out: &mut Outputs) {
+        let Some(asked_id) = envelope
+            .get(Field::RequestId)
+            .and_then(|backend_id| self.asked_by_backend.remove(&backend_id))
+        else {
+            return;
+        };
+        let Some(asked) = self.asked.remove(&asked_id) else {
+            return;
+        };
+        match envelope.rewrite(&[(Field::RequestId, &Id::from_u64(asked_id))]) {
+            Ok(rewritten) => out.to_clients.push((asked.client, rewritten.into())),
+            Err(error) => tracing::debug!(%error, "could not map a cancellation to its client"),
+        }
+    }
+
+    /// `client` left: the backend gets an error for every request it was asked, and never waits.
+    pub(super) fn abandon_asked(&mut self, client: ClientId, out: &mut Outputs) {
+        let abandoned: Vec<u64> = self
+            .asked
+            .iter()
+            .filter(|(_, asked)| asked.client == client)
+            .map(|(&asked_id, _)| asked_id)
+            .collect();
+        for asked_id in abandoned {
+            if let Some(asked) = self.asked.remove(&asked_id) {
+                self.asked_by_backend.remove(&asked.backend_id);
+                out.to_backend.push(
+                    error_response(
+                        Some(&asked.backend_id),
+                        ErrorCode::INTERNAL_ERROR,
+                        "the client this request was routed to disconnected before answering",
+                    )
+                    .into(),
+                );
+            }
+        }
+    }
+}
