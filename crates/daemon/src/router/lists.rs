@@ -8,6 +8,10 @@
 //! cursors) and keeps a fingerprint. After a restart it compares the new backend's lists with the
 //! old one's and tells clients only about the kinds that differ, or that it cannot tell about (the
 //! old lists were never fingerprinted, a listing failed, or a change was announced since).
+//!
+//! A change announced while a listing is under way may or may not be in it, so the listing starts
+//! over (a few times at most; then the kind counts as "cannot tell"). Servers announce every list
+//! right after `initialized`, so this is the common case, not a corner.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -64,6 +68,9 @@ pub(crate) const COALESCE_WINDOW: Duration = Duration::from_millis(100);
 /// not keep the daemon listing forever (the kind is then treated as "cannot tell").
 pub(crate) const MAX_PAGES: u32 = 64;
 
+/// How many times a listing starts over because of changes announced during it.
+const MAX_ATTEMPTS: u32 = 4;
+
 #[derive(Debug)]
 struct Hold {
     until: Instant,
@@ -79,6 +86,7 @@ struct Check {
     announce: bool,
     /// A change was announced while listing: the fingerprint may predate it.
     stale: bool,
+    attempts: u32,
 }
 
 /// What a page of a fingerprinting listing leads to.
@@ -86,6 +94,8 @@ struct Check {
 pub(crate) enum CheckStep {
     /// Ask for the next page with this cursor.
     NextPage,
+    /// Start over from the first page: the list changed while it was being read.
+    Again,
     /// Done; `true` if clients must be told the list changed.
     Done(bool),
 }
@@ -101,11 +111,11 @@ impl Lists {
     /// The backend announced a change. Returns whether to broadcast it now.
     pub(crate) fn backend_changed(&mut self, kind: ListKind, now: Instant) -> bool {
         if let Some(check) = self.checks.get_mut(&kind) {
+            check.stale = true;
             if check.announce {
                 // The check's comparison with the old backend's list decides.
                 return false;
             }
-            check.stale = true;
         }
         self.fingerprints.remove(&kind);
         self.coalesce(kind, now)
@@ -164,6 +174,7 @@ impl Lists {
                 pages: 0,
                 announce: after_restart,
                 stale: false,
+                attempts: 1,
             },
         );
     }
@@ -185,6 +196,13 @@ impl Lists {
             if more && check.pages < MAX_PAGES {
                 return CheckStep::NextPage;
             }
+            if check.stale && check.attempts < MAX_ATTEMPTS {
+                check.hasher = DefaultHasher::new();
+                check.pages = 0;
+                check.stale = false;
+                check.attempts += 1;
+                return CheckStep::Again;
+            }
         }
         let Some(check) = self.checks.remove(&kind) else {
             return CheckStep::Done(false);
@@ -198,6 +216,11 @@ impl Lists {
             check.announce
                 && (fingerprint.is_none() || previous.is_none() || previous != fingerprint),
         )
+    }
+
+    /// Whether no listing is under way.
+    pub(crate) fn settled(&self) -> bool {
+        self.checks.is_empty()
     }
 
     /// The backend is gone: its listings will never finish.

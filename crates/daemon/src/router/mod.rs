@@ -906,13 +906,36 @@ impl Router {
                 &json!({ "cursor": cursor }),
                 out,
             ),
+            (CheckStep::Again, _) => {
+                self.daemon_request(
+                    DaemonCall::ListPage(kind),
+                    kind.list_method(),
+                    &json!({}),
+                    out,
+                );
+            }
             (step, _) => self.announce_if(step, kind, out),
         }
     }
 
     fn announce_if(&mut self, step: CheckStep, kind: ListKind, out: &mut Outputs) {
-        if step == CheckStep::Done(true) && self.lists.coalesce(kind, Instant::now()) {
-            self.broadcast_list_changed(kind, out);
+        let CheckStep::Done(changed) = step else {
+            return;
+        };
+        if changed {
+            tracing::info!(
+                list = kind.capability(),
+                "the new MCP server's list differs; telling clients"
+            );
+            if self.lists.coalesce(kind, Instant::now()) {
+                self.broadcast_list_changed(kind, out);
+            }
+        }
+        if self.lists.settled() {
+            tracing::info!(
+                backend = self.initialized_backends,
+                "listed the MCP server's tools, resources and prompts"
+            );
         }
     }
 

@@ -1,3 +1,8 @@
+#![allow(
+    dead_code,
+    reason = "shared by several test binaries, each using a part of it"
+)]
+
 //! Helpers for the daemon's real-process tests: a scratch project and runtime dir, a daemon
 //! process (this test binary re-executed as `daemon ...`), session and control connections, and
 //! waits that always have a deadline and a label.
