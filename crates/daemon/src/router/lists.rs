@@ -283,6 +283,11 @@ mod tests {
             !lists.backend_changed(ListKind::Tools, Instant::now()),
             "absorbed while checking"
         );
+        assert_eq!(
+            lists.check_page(ListKind::Tools, Some(b"[x]"), false),
+            CheckStep::Again,
+            "the listing may predate the change: start over"
+        );
         lists.check_page(ListKind::Tools, Some(b"[a]"), true);
         assert_eq!(
             lists.check_page(ListKind::Tools, Some(b"[b]"), false),
