@@ -28,7 +28,8 @@ use crate::status::command_line;
 ///
 /// Without --all or --root, shows the logs of the current project's daemons. Logs of daemons
 /// that have exited stay readable until the next daemon for the same project and command
-/// starts. Logs hold no message payloads unless a daemon ran with SHOAL_LOG=debug or finer.
+/// starts. shoal's own lines hold no message payloads at the default level (SHOAL_LOG=info);
+/// the server's stderr is copied as the server wrote it.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:

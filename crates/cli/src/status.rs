@@ -54,9 +54,26 @@ use crate::{exit, write_stdout};
 #[command(after_help = "\
 Examples:
   shoal status
+  shoal status --json | jq '.[] | select(.state == \"running\") | .root'")]
+#[command(after_long_help = "\
+Examples:
+  shoal status
   shoal status --json | jq '.[] | select(.state == \"running\") | .root'
 
-The --json fields are documented in the `shoal` crate's docs (module `status`).")]
+--json prints an array with one object per daemon; fields (null when unknown):
+  key              the daemon key (its directory's name)
+  state            running | stale (gone; dir and log remain) | exiting | unresponsive
+  note             why it is not running, for humans
+  dir, log         its key dir and daemon.log
+  pid, version     the daemon's pid and shoal version
+  root, argv       the project root and the server command line
+  backend_pid      the server's pid
+  backend_state    starting | running | restarting | crash_looped | stopped | unknown
+  backend_restarts server restarts (crashes and `shoal restart`)
+  clients          connected sessions
+  uptime_ms        time since the daemon started
+  requests_served  client requests answered
+  rss_bytes        resident memory of the daemon plus the server's process group")]
 pub(crate) struct StatusArgs {
     /// Print a JSON array (one object per daemon) instead of a table
     #[arg(long)]

@@ -17,7 +17,7 @@ use crate::status::command_line;
 use crate::{exit, write_stdout};
 
 /// Stop daemons: each answers what its sessions have in flight, closes them, stops its server
-/// and exits. Their sessions' proxies start a new daemon on their next request.
+/// and exits. A session still open gets a new daemon through its `shoal proxy`.
 ///
 /// Without --all or --root, stops the daemons of the current project (the git top level of the
 /// current directory, else the current directory). Waits until each daemon is gone.
