@@ -378,8 +378,13 @@ fn a_killed_or_wedged_daemon_is_listed_without_hanging() {
 #[test]
 fn stop_stops_the_selected_daemon_only_and_waits_until_it_is_gone() {
     let scratch = Scratch::new("stop");
-    let mut a = Daemon::start(&scratch, &scratch.project("a"), &[]);
+    // A server that ignores stdin EOF makes the stop take the daemon's whole grace period (2 s)
+    // before its SIGTERM, so a `shoal stop` that did not wait would return with it still alive.
+    let mut a = Daemon::start(&scratch, &scratch.project("a"), &["--ignore-stdin-eof"]);
     let mut b = Daemon::start(&scratch, &scratch.project("b"), &[]);
+    let a_backend = entry(&scratch.status_json(), &a)["backend_pid"]
+        .as_u64()
+        .unwrap();
 
     // A command that is not a's: nothing matches, nothing stops.
     let output = scratch.shoal(&a.root, &["stop", "--", "other-server"]);
@@ -396,7 +401,7 @@ fn stop_stops_the_selected_daemon_only_and_waits_until_it_is_gone() {
     assert_eq!(
         text(&output.stdout),
         format!(
-            "stopped daemon {} of {} ({})\n",
+            "stopped daemon {} of {} ({} --ignore-stdin-eof)\n",
             a.pid(),
             a.root(),
             shoal_testkit::fixture_bin().display()
@@ -405,6 +410,10 @@ fn stop_stops_the_selected_daemon_only_and_waits_until_it_is_gone() {
     // Gone when `shoal stop` returns: its socket and lock are released and its server stopped.
     assert!(!a.paths.socket.exists(), "socket still there");
     assert!(!a.paths.daemon_lock.exists(), "daemon.lock still there");
+    assert!(
+        !shoal_testkit::process::is_alive(u32::try_from(a_backend).unwrap()),
+        "`shoal stop` returned before the daemon had stopped its server"
+    );
     wait_until("the stopped daemon exits", WAIT, || a.exited());
     assert!(!b.exited(), "the other daemon was stopped too");
     let entries = scratch.status_json();
