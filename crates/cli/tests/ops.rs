@@ -332,9 +332,8 @@ fn a_killed_or_wedged_daemon_is_listed_without_hanging() {
         .unwrap();
     let _listener = std::os::unix::net::UnixListener::bind(wedged_dir.join("daemon.sock")).unwrap();
 
-    let started = Instant::now();
+    // Bounded by `output_within`: a hang fails the test instead of stalling it.
     let entries = scratch.status_json();
-    let took = started.elapsed();
     assert_eq!(entries.len(), 3, "{entries:#?}");
     let stale = entry(&entries, &killed);
     assert_eq!(stale["state"], "stale", "{stale:#}");
@@ -356,7 +355,6 @@ fn a_killed_or_wedged_daemon_is_listed_without_hanging() {
             && wedged["note"].as_str().unwrap().contains("no meta.json"),
         "{wedged:#}"
     );
-    eprintln!("status with a wedged daemon took {took:?}");
 
     let output = scratch.shoal(&scratch.0, &["status"]);
     assert_eq!(
