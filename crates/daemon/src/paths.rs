@@ -85,7 +85,17 @@ pub struct DaemonPaths {
 impl DaemonPaths {
     /// The paths of key `id` under `runtime_dir`.
     pub fn new(runtime_dir: &Path, id: &KeyId) -> Self {
-        let dir = runtime_dir.join(id.as_str());
+        Self::in_dir(runtime_dir.join(id.as_str()))
+    }
+
+    /// The paths of the key whose directory is `dir`: for tools that enumerate the runtime dir
+    /// (`shoal status`) and so know a key's directory but not its [`DaemonKey`](crate::DaemonKey).
+    ///
+    /// ```
+    /// let paths = shoal_daemon::DaemonPaths::in_dir("/tmp/shoal-1000/2c26b46b68ffc68f".into());
+    /// assert!(paths.socket.ends_with("2c26b46b68ffc68f/daemon.sock"));
+    /// ```
+    pub fn in_dir(dir: PathBuf) -> Self {
         DaemonPaths {
             spawn_lock: dir.join("spawn.lock"),
             daemon_lock: dir.join("daemon.lock"),

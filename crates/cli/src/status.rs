@@ -1,0 +1,575 @@
+//! `shoal status`: every daemon of this user, asked over its socket.
+//!
+//! Each key dir under the runtime dir is probed at the same time (connect, bounded hello,
+//! `status` request, each under a deadline), so the whole command takes at most about one
+//! deadline however many daemons there are, and a wedged or dead daemon is a row, not a hang or
+//! a failure. Rendering is a pure function of the collected [`Entry`]s ([`render_table`]), so
+//! it is snapshot-tested with fixed values.
+//!
+//! # `--json`
+//!
+//! A JSON array with one object per key dir, sorted by root, then command, then key. The fields
+//! are stable: new ones may be added, none is renamed or removed without a changelog entry.
+//!
+//! | field | type | meaning |
+//! |---|---|---|
+//! | `key` | string | the daemon key id (its directory's name) |
+//! | `state` | string | `running` (it answered), `stale` (no daemon listens: it is gone, its dir and log remain), `exiting` (it closed the connection before its hello), `unresponsive` (no usable answer within the deadline, or another shoal protocol) |
+//! | `note` | string or null | why it is not `running`, for humans |
+//! | `dir` | string | the key dir |
+//! | `log` | string | its `daemon.log` |
+//! | `pid` | integer or null | the daemon's pid (from `meta.json` when it did not answer) |
+//! | `version` | string or null | the daemon's shoal version |
+//! | `root` | string or null | the project root |
+//! | `argv` | array of strings | the server command line (empty when unknown) |
+//! | `backend_pid` | integer or null | the server's pid, when one is running |
+//! | `backend_state` | string or null | `starting`, `running`, `restarting`, `crash_looped`, `stopped` or `unknown` |
+//! | `backend_restarts` | integer or null | server restarts (crashes and `shoal restart`) |
+//! | `clients` | integer or null | connected sessions |
+//! | `uptime_ms` | integer or null | time since the daemon started |
+//! | `requests_served` | integer or null | client requests answered since start |
+//! | `rss_bytes` | integer or null | resident memory of the daemon plus the server's process group |
+//!
+//! Fields other than `key`, `state`, `dir`, `log` and `argv` are null when unknown (a daemon
+//! that did not answer reports only what its `meta.json` says).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde::Serialize;
+use shoal_wire::{BackendState, ControlRequest, ControlResponse, StatusReport};
+
+use crate::control::{ControlConnection, ControlError};
+use crate::select::{self, KeyDir};
+use crate::{exit, write_stdout};
+
+/// Show every daemon of this user: root, server command, pids, sessions, uptime, memory.
+///
+/// Daemons that do not answer are listed as `stale` (gone: their directory and log remain until
+/// the next daemon for that key starts), `exiting` or `unresponsive`, never waited on for more
+/// than a few seconds.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Examples:
+  shoal status
+  shoal status --json | jq '.[] | select(.state == \"running\") | .root'")]
+#[command(after_long_help = "\
+Examples:
+  shoal status
+  shoal status --json | jq '.[] | select(.state == \"running\") | .root'
+
+--json prints an array with one object per daemon; fields (null when unknown):
+  key              the daemon key (its directory's name)
+  state            running | stale (gone; dir and log remain) | exiting | unresponsive
+  note             why it is not running, for humans
+  dir, log         its key dir and daemon.log
+  pid, version     the daemon's pid and shoal version
+  root, argv       the project root and the server command line
+  backend_pid      the server's pid
+  backend_state    starting | running | restarting | crash_looped | stopped | unknown
+  backend_restarts server restarts (crashes and `shoal restart`)
+  clients          connected sessions
+  uptime_ms        time since the daemon started
+  requests_served  client requests answered
+  rss_bytes        resident memory of the daemon plus the server's process group")]
+pub(crate) struct StatusArgs {
+    /// Print a JSON array (one object per daemon) instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+/// How long a daemon that accepted the connection and sent its hello has to answer `status`.
+/// The hub answers from memory at once; this only bounds a wedged daemon.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `shoal status` knows about one key dir; serialised as is for `--json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct Entry {
+    pub(crate) key: String,
+    pub(crate) state: State,
+    pub(crate) note: Option<String>,
+    pub(crate) dir: String,
+    pub(crate) log: String,
+    pub(crate) pid: Option<u32>,
+    pub(crate) version: Option<String>,
+    pub(crate) root: Option<String>,
+    pub(crate) argv: Vec<String>,
+    pub(crate) backend_pid: Option<u32>,
+    pub(crate) backend_state: Option<BackendState>,
+    pub(crate) backend_restarts: Option<u32>,
+    pub(crate) clients: Option<u32>,
+    pub(crate) uptime_ms: Option<u64>,
+    pub(crate) requests_served: Option<u64>,
+    pub(crate) rss_bytes: Option<u64>,
+}
+
+/// Whether a daemon answered; see the module docs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum State {
+    Running,
+    Stale,
+    Exiting,
+    Unresponsive,
+}
+
+pub(crate) fn run(args: &StatusArgs) -> ExitCode {
+    let (runtime_dir, _) = select::runtime_dir();
+    let entries = match collect(&runtime_dir) {
+        Ok(entries) => entries,
+        Err(error) => {
+            crate::report(&error);
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&entries)
+            .expect("Entry has string keys and no maps: it always serialises");
+        json.push('\n');
+        json
+    } else if entries.is_empty() {
+        no_daemons(&runtime_dir)
+    } else {
+        let home = std::env::var_os("HOME").map(|home| home.to_string_lossy().into_owned());
+        render_table(&entries, home.as_deref())
+    };
+    write_stdout(&text)
+}
+
+/// Probe every key dir under `runtime_dir`, all at once.
+pub(crate) fn collect(runtime_dir: &Path) -> anyhow::Result<Vec<Entry>> {
+    let dirs = select::key_dirs(runtime_dir)?;
+    let mut entries = crate::control::runtime()?.block_on(async move {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, dir) in dirs.into_iter().enumerate() {
+            tasks.spawn(async move { (index, probe(dir).await) });
+        }
+        let mut entries = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            // A probe does not panic (no unwrap on peer data); if one did, its row is lost
+            // rather than the whole listing.
+            if let Ok(entry) = joined {
+                entries.push(entry);
+            }
+        }
+        entries
+    });
+    entries.sort_by(|(_, a), (_, b)| (&a.root, &a.argv, &a.key).cmp(&(&b.root, &b.argv, &b.key)));
+    Ok(entries.into_iter().map(|(_, entry)| entry).collect())
+}
+
+async fn probe(dir: KeyDir) -> Entry {
+    let answer = async {
+        let mut connection =
+            ControlConnection::open(&dir.paths.socket, Some(&dir.key), "shoal status").await?;
+        match connection
+            .request(&ControlRequest::Status, STATUS_TIMEOUT)
+            .await?
+        {
+            ControlResponse::Status(report) => Ok(report),
+            ControlResponse::Error { message } => Err(ControlError::Other(anyhow::anyhow!(
+                "it refused the status request: {message}"
+            ))),
+            other => Err(ControlError::Other(anyhow::anyhow!(
+                "it answered the status request with {other:?}"
+            ))),
+        }
+    };
+    match answer.await {
+        Ok(report) => Entry::from_report(&dir, report),
+        Err(error) => Entry::from_dir(&dir, &error),
+    }
+}
+
+impl Entry {
+    fn from_report(dir: &KeyDir, report: StatusReport) -> Entry {
+        Entry {
+            key: dir.key.clone(),
+            state: State::Running,
+            note: None,
+            dir: dir.paths.dir.to_string_lossy().into_owned(),
+            log: dir.paths.log.to_string_lossy().into_owned(),
+            pid: Some(report.pid),
+            version: Some(report.version),
+            root: Some(report.root),
+            argv: report.backend_argv,
+            backend_pid: report.backend_pid,
+            backend_state: Some(report.backend_state),
+            backend_restarts: Some(report.backend_restarts),
+            clients: Some(report.n_clients),
+            uptime_ms: Some(u64::try_from(report.uptime.as_millis()).unwrap_or(u64::MAX)),
+            requests_served: Some(report.requests_served),
+            rss_bytes: report.rss_bytes,
+        }
+    }
+
+    fn from_dir(dir: &KeyDir, error: &ControlError) -> Entry {
+        let state = match error {
+            error if error.is_stale() => State::Stale,
+            ControlError::ClosedBeforeHello => State::Exiting,
+            _ => State::Unresponsive,
+        };
+        let mut note = match error {
+            error if error.is_stale() => format!("not running: {error}"),
+            error => error.to_string(),
+        };
+        let meta = dir.meta.as_ref().ok();
+        if let Err(why) = &dir.meta {
+            let _ = write!(note, "; {why}");
+        }
+        Entry {
+            key: dir.key.clone(),
+            state,
+            note: Some(note),
+            dir: dir.paths.dir.to_string_lossy().into_owned(),
+            log: dir.paths.log.to_string_lossy().into_owned(),
+            pid: meta.map(|meta| meta.pid),
+            version: meta.map(|meta| meta.version.clone()),
+            root: meta.map(|meta| meta.root.clone()),
+            argv: meta.map(|meta| meta.argv.clone()).unwrap_or_default(),
+            backend_pid: None,
+            backend_state: None,
+            backend_restarts: None,
+            clients: None,
+            uptime_ms: None,
+            requests_served: None,
+            rss_bytes: None,
+        }
+    }
+}
+
+/// What `shoal status` prints when no key dir exists.
+pub(crate) fn no_daemons(runtime_dir: &Path) -> String {
+    format!(
+        "No shoal daemons are running (looked in {}).\n\
+         One starts when an MCP host first runs `shoal proxy -- <server command>` in a project.\n",
+        runtime_dir.display()
+    )
+}
+
+/// Widest root and command cells; longer ones are shortened with `…`.
+const ROOT_WIDTH: usize = 36;
+const COMMAND_WIDTH: usize = 36;
+
+/// The human table: one row per entry, then a note for each daemon that did not answer.
+///
+/// `home` (the user's home directory) is shown as `~` in roots.
+pub(crate) fn render_table(entries: &[Entry], home: Option<&str>) -> String {
+    const HEADER: [&str; 10] = [
+        "ROOT", "COMMAND", "STATE", "PID", "BACKEND", "CLIENTS", "UPTIME", "RESTARTS", "REQUESTS",
+        "MEMORY",
+    ];
+    let dash = || "-".to_owned();
+    let rows: Vec<[String; 10]> = entries
+        .iter()
+        .map(|entry| {
+            let backend = match (entry.backend_pid, entry.backend_state) {
+                (Some(pid), Some(state)) => format!("{pid} {}", backend_state(state)),
+                (None, Some(state)) => backend_state(state).to_owned(),
+                (_, None) => dash(),
+            };
+            [
+                entry
+                    .root
+                    .as_deref()
+                    .map_or_else(|| "?".to_owned(), |root| short_root(root, home)),
+                if entry.argv.is_empty() {
+                    "?".to_owned()
+                } else {
+                    short_command(&entry.argv)
+                },
+                state(entry.state).to_owned(),
+                entry.pid.map_or_else(dash, |pid| pid.to_string()),
+                backend,
+                entry.clients.map_or_else(dash, |n| n.to_string()),
+                entry
+                    .uptime_ms
+                    .map_or_else(dash, |ms| duration(Duration::from_millis(ms))),
+                entry.backend_restarts.map_or_else(dash, |n| n.to_string()),
+                entry.requests_served.map_or_else(dash, |n| n.to_string()),
+                entry.rss_bytes.map_or_else(dash, size),
+            ]
+        })
+        .collect();
+    let mut widths = HEADER.map(|title| title.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (cell, width) in cells.zip(widths) {
+            let _ = write!(text, "{cell:<width$}  ");
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut HEADER.iter().copied());
+    for row in &rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    let mut stale = false;
+    for entry in entries {
+        if let Some(note) = &entry.note {
+            stale |= entry.state == State::Stale;
+            let _ = writeln!(out, "note: {} ({}): {note}", entry.key, state(entry.state));
+        }
+    }
+    if stale {
+        out.push_str(
+            "A stale daemon is gone; its directory and log stay until the next daemon for that \
+             key starts (read the log with `shoal logs --root DIR`).\n",
+        );
+    }
+    out
+}
+
+fn state(state: State) -> &'static str {
+    match state {
+        State::Running => "running",
+        State::Stale => "stale",
+        State::Exiting => "exiting",
+        State::Unresponsive => "no answer",
+    }
+}
+
+fn backend_state(state: BackendState) -> &'static str {
+    match state {
+        BackendState::Starting => "starting",
+        BackendState::Running => "running",
+        BackendState::Restarting => "restarting",
+        BackendState::CrashLooped => "crash-looped",
+        BackendState::Stopped => "stopped",
+        BackendState::Unknown => "unknown",
+    }
+}
+
+/// `45s`, `3m12s`, `2h05m`, `3d04h`: two units at most, enough to tell daemons apart.
+pub(crate) fn duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    let (days, hours, minutes, seconds) = (
+        seconds / 86_400,
+        seconds / 3_600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    if days > 0 {
+        format!("{days}d{hours:02}h")
+    } else if hours > 0 {
+        format!("{hours}h{minutes:02}m")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds:02}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// `512 B`, `12.4 KiB`, `50.0 MiB`, `1.2 GiB`.
+pub(crate) fn size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    #[expect(clippy::cast_precision_loss, reason = "one decimal is shown")]
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1023.95 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// A command line as a shell would take it back: arguments with spaces, quotes or nothing in
+/// them are single-quoted.
+pub(crate) fn command_line(argv: &[String]) -> String {
+    argv.iter()
+        .map(|arg| quote(arg))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The table's command cell: the program's file name (its directory is noise here; `--json`
+/// has the full argv) and the arguments, cut at [`COMMAND_WIDTH`].
+fn short_command(argv: &[String]) -> String {
+    let mut argv = argv.to_vec();
+    if let Some(program) = argv.first_mut()
+        && let Some(name) = Path::new(program.as_str()).file_name()
+    {
+        *program = name.to_string_lossy().into_owned();
+    }
+    truncate_end(&command_line(&argv), COMMAND_WIDTH)
+}
+
+/// The table's root cell: `~` for the home directory, the end kept when too long (the last
+/// components tell projects apart).
+fn short_root(root: &str, home: Option<&str>) -> String {
+    let root = match home {
+        Some(home) if !home.is_empty() && home != "/" => match root.strip_prefix(home) {
+            Some("") => "~".to_owned(),
+            Some(rest) if rest.starts_with('/') => format!("~{rest}"),
+            _ => root.to_owned(),
+        },
+        _ => root.to_owned(),
+    };
+    let count = root.chars().count();
+    if count <= ROOT_WIDTH {
+        return root;
+    }
+    let tail: String = root.chars().skip(count - (ROOT_WIDTH - 1)).collect();
+    format!("…{tail}")
+}
+
+fn truncate_end(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let head: String = text.chars().take(width - 1).collect();
+    format!("{head}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let check = |secs: u64, expected: &str| {
+            assert_eq!(duration(Duration::from_secs(secs)), expected, "{secs}s");
+        };
+        check(0, "0s");
+        check(59, "59s");
+        check(60, "1m00s");
+        check(192, "3m12s");
+        check(3_600, "1h00m");
+        check(7_500, "2h05m");
+        check(86_400 * 3 + 3_600 * 4 + 59, "3d04h");
+    }
+
+    #[test]
+    fn sizes() {
+        let check = |bytes: u64, expected: &str| assert_eq!(size(bytes), expected, "{bytes}");
+        check(0, "0 B");
+        check(1023, "1023 B");
+        check(1024, "1.0 KiB");
+        check(12_697, "12.4 KiB");
+        check(1024 * 1024 - 1, "1.0 MiB");
+        check(52_428_800, "50.0 MiB");
+        check(5 * 1024 * 1024 * 1024, "5.0 GiB");
+        check(u64::MAX, "16777216.0 TiB");
+    }
+
+    #[test]
+    fn command_cells() {
+        let argv = |args: &[&str]| args.iter().map(|arg| (*arg).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            command_line(&argv(&["npx", "-y", "a b", "", "it's"])),
+            r"npx -y 'a b' '' 'it'\''s'"
+        );
+        assert_eq!(
+            short_command(&argv(&["/usr/local/bin/server", "--port=1"])),
+            "server --port=1"
+        );
+        let long = short_command(&argv(&[
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-filesystem",
+            "/x",
+        ]));
+        assert_eq!(long, "npx -y @modelcontextprotocol/server…");
+        assert_eq!(long.chars().count(), COMMAND_WIDTH);
+    }
+
+    fn running(root: &str, argv: &[&str], pid: u32) -> Entry {
+        Entry {
+            key: format!("{pid:016x}"),
+            state: State::Running,
+            note: None,
+            dir: format!("/run/user/1000/shoal/{pid:016x}"),
+            log: format!("/run/user/1000/shoal/{pid:016x}/daemon.log"),
+            pid: Some(pid),
+            version: Some("0.1.0".into()),
+            root: Some(root.into()),
+            argv: argv.iter().map(|arg| (*arg).to_owned()).collect(),
+            backend_pid: Some(pid + 1),
+            backend_state: Some(BackendState::Running),
+            backend_restarts: Some(0),
+            clients: Some(3),
+            uptime_ms: Some(192_400),
+            requests_served: Some(1200),
+            rss_bytes: Some(13_002_342),
+        }
+    }
+
+    #[test]
+    fn table() {
+        let mut crash_looped = running("/srv/tools", &["uvx", "mcp-server-git"], 5001);
+        crash_looped.backend_pid = None;
+        crash_looped.backend_state = Some(BackendState::CrashLooped);
+        crash_looped.backend_restarts = Some(5);
+        crash_looped.clients = Some(0);
+        crash_looped.uptime_ms = Some(2 * 86_400_000 + 3_600_000);
+        crash_looped.rss_bytes = None;
+        let mut stale = running("/home/me/src/old", &["node", "server.js"], 4000);
+        stale.state = State::Stale;
+        stale.note = Some("not running: nothing listens on its socket".into());
+        (
+            stale.backend_pid,
+            stale.backend_state,
+            stale.backend_restarts,
+            stale.clients,
+            stale.uptime_ms,
+            stale.requests_served,
+            stale.rss_bytes,
+        ) = (None, None, None, None, None, None, None);
+        let entries = [
+            running(
+                "/home/me/src/app",
+                &["npx", "-y", "@modelcontextprotocol/server-memory"],
+                4242,
+            ),
+            running(
+                "/home/me/work/a/very/deeply/nested/monorepo/packages/frontend",
+                &["/usr/local/bin/my-server", "--config", "my config.toml"],
+                4300,
+            ),
+            crash_looped,
+            stale,
+        ];
+        insta::assert_snapshot!(render_table(&entries, Some("/home/me")));
+        insta::assert_snapshot!("no_daemons", no_daemons(Path::new("/run/user/1000/shoal")));
+    }
+
+    #[test]
+    fn root_cells() {
+        assert_eq!(
+            short_root("/home/me/src/app", Some("/home/me")),
+            "~/src/app"
+        );
+        assert_eq!(short_root("/home/me", Some("/home/me")), "~");
+        assert_eq!(short_root("/home/meta/x", Some("/home/me")), "/home/meta/x");
+        assert_eq!(short_root("/srv/x", Some("/")), "/srv/x");
+        let long = short_root(&format!("/srv/{}project", "deep/".repeat(10)), None);
+        assert!(
+            long.starts_with('…') && long.ends_with("deep/project"),
+            "{long}"
+        );
+        assert_eq!(long.chars().count(), ROOT_WIDTH);
+    }
+}
