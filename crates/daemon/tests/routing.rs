@@ -128,7 +128,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     ("scenario_33_soak_nothing_lost", soak::run),
 ];
 
+/// How long a scenario may take before it counts as hung; the soak gets more per round when
+/// `cargo xtask race router` scales it up.
 const SCENARIO_DEADLINE: Duration = Duration::from_secs(240);
+const SOAK_DEADLINE_PER_ROUND: Duration = Duration::from_secs(120);
 
 /// For negative checks only ("nothing more arrives"): how long to watch.
 const QUIET: Duration = Duration::from_millis(300);
@@ -138,7 +141,12 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some("daemon") {
         return util::daemon_main(&args[1..]);
     }
-    shoal_testkit::scenarios::run(SCENARIOS, SCENARIO_DEADLINE, 2)
+    let rounds = std::env::var("SHOAL_SOAK_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse::<u32>().ok())
+        .unwrap_or(1);
+    let deadline = SCENARIO_DEADLINE.max(SOAK_DEADLINE_PER_ROUND * rounds);
+    shoal_testkit::scenarios::run(SCENARIOS, deadline, 2)
 }
 
 /// A daemon serving the fixture with `args`, for one test.

@@ -6,27 +6,34 @@
 //! thread scheduler, decides the interleavings.
 
 mod lockfile;
+mod router;
 
 /// What `cargo xtask race` can race.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub(crate) enum Target {
     /// 64 processes acquire one lock at once; 64 processes break one stale lock at once.
     Lockfile,
+    /// SCENARIO 33: 32 clients × 1000 requests per round with random cancels and disconnects
+    /// through one daemon; every answer checked for owner, id and type.
+    Router,
 }
 
 impl Target {
-    /// Every target, in the order CI runs them.
+    /// The targets CI runs at CI scale. `Router` is not among them: the test suite already runs
+    /// its soak at CI scale.
     pub(crate) const ALL: &'static [Target] = &[Target::Lockfile];
 }
 
 pub(crate) fn run(target: Target, rounds: u32) -> anyhow::Result<()> {
     match target {
         Target::Lockfile => lockfile::run(rounds),
+        Target::Router => router::run(rounds),
     }
 }
 
 pub(crate) fn child(target: Target, args: &[String]) -> anyhow::Result<()> {
     match target {
         Target::Lockfile => lockfile::child(args),
+        Target::Router => anyhow::bail!("the router race has no child processes of its own"),
     }
 }
