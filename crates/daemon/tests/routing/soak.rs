@@ -58,7 +58,9 @@ pub(super) fn run() {
         "soak: {rounds} round(s) × {clients} clients × {requests} requests, SHOAL_SOAK_SEED={seed}"
     );
     for round in 0..rounds {
-        let tally = soak_round(round, clients, requests, seed.wrapping_add(round));
+        // Spread the rounds' seeds apart: xorshift's `| 1` would map neighbours onto one stream.
+        let round_seed = seed ^ (round + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let tally = soak_round(round, clients, requests, round_seed);
         eprintln!(
             "soak round {round}: {} answered, {} cancelled, {} disconnects, {} progress",
             tally.answered, tally.cancelled, tally.disconnects, tally.progress
