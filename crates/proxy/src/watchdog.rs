@@ -117,10 +117,6 @@ pub struct ParentWatch {
     original_parent: Pid,
     gone_at_arming: bool,
     #[cfg(target_os = "linux")]
-    #[expect(
-        dead_code,
-        reason = "only read through Debug, for the log line in parent_gone"
-    )]
     death_signal: Result<(), Unarmed>,
     #[cfg(target_os = "linux")]
     pidfd: Result<OwnedFd, Unarmed>,
@@ -228,6 +224,23 @@ impl ParentWatch {
         } else {
             // Only a test's WatchdogConfig gets here: it watches another layer on its own.
             std::future::pending().await
+        }
+    }
+
+    /// Switch the death signal off (Linux; a no-op elsewhere), once the proxy's event loop awaits
+    /// [`parent_gone`](ParentWatch::parent_gone) and handles SIGTERM itself.
+    ///
+    /// The death signal only has to cover the start-up, before the pidfd or the polling is awaited.
+    /// After that it does more harm than good: it also fires when the host *thread* that spawned
+    /// the proxy exits while the host lives on, and the proxy cannot tell that SIGTERM from a host
+    /// (or a user) asking it to stop. With the signal off, SIGTERM always means "stop", and the
+    /// host's death is seen by the pidfd or polling layers, which watch the process, not a thread.
+    pub fn disarm_death_signal(&self) {
+        #[cfg(target_os = "linux")]
+        if self.death_signal.is_ok()
+            && let Err(error) = sys::clear_parent_death_signal()
+        {
+            tracing::debug!(%error, "could not clear the parent-death signal");
         }
     }
 
