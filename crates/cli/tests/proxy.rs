@@ -141,6 +141,12 @@ fn cold_start_round(hold_spawn_lock: bool) {
         1,
         "exactly one daemon started:\n{log}"
     );
+    // Not even a redundant one that found the key held and left: only the first proxy under
+    // spawn.lock may start a daemon, the others find it on their re-check.
+    assert!(
+        !log.contains("another daemon already serves this key"),
+        "a proxy started a second daemon:\n{log}"
+    );
 }
 
 /// Scenario 14: a daemon SIGKILLed while no session runs leaves its socket file (nobody
