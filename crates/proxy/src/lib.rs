@@ -142,7 +142,7 @@ pub enum Error {
     Start(#[from] StartError),
     /// The daemon was lost and none could be reached again within the reconnect budget.
     #[error(
-        "reach the shared daemon again after losing it (gave up after {}s): {source}",
+        "reach the shared daemon again after losing it (gave up after {}s)",
         budget.as_secs()
     )]
     Reconnect {
@@ -161,14 +161,14 @@ pub enum Error {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The runtime or key directory is refused (not ours, writable by others, a symlink...).
-    #[error("use the runtime directory: {0}")]
+    #[error("use the runtime directory")]
     RuntimeDir(#[source] shoal_lockfile::Error),
     /// `spawn.lock` could not be taken (in time).
-    #[error("take the spawn lock: {0}")]
+    #[error("take the spawn lock")]
     SpawnLock(#[source] shoal_lockfile::Error),
     /// The socket cannot be used here (a sandbox forbids Unix sockets, permission denied).
     #[error(
-        "connect to {}: {source}; Unix sockets seem forbidden here (a sandbox?)",
+        "connect to {} (Unix sockets seem forbidden here: a sandbox?)",
         path.display()
     )]
     SocketForbidden {
