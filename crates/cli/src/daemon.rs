@@ -120,7 +120,7 @@ fn config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
 }
 
 /// `--idle-timeout`, else `SHOAL_IDLE_TIMEOUT`, else the default.
-fn idle_timeout(flag: Option<&str>) -> anyhow::Result<Option<Duration>> {
+pub(crate) fn idle_timeout(flag: Option<&str>) -> anyhow::Result<Option<Duration>> {
     if let Some(value) = flag {
         return parse_idle_timeout(value).context("read --idle-timeout");
     }

@@ -1,18 +1,23 @@
-//! The `shoal` command line: `shoal daemon`, and the operator commands `status`, `stop`,
-//! `restart` and `logs`; `proxy` and `demo` arrive with issue #6.
+//! The `shoal` command line: `shoal proxy` (what an MCP host runs), `shoal daemon` (what the
+//! proxy starts), the operator commands `status`, `stop`, `restart` and `logs`, and `shoal demo`.
 //!
 //! # Exit codes
 //!
 //! | code | meaning |
 //! |---|---|
-//! | 0 | success (for `shoal daemon`: it served and exited on idle, `stop` or a signal; for `shoal status`: the listing was printed, whatever state the daemons are in) |
-//! | 1 | failure; the message on stderr says what failed and what to do (for `shoal daemon`: it could not start, or it exited because its lock or socket was taken away; for `shoal stop`, `restart` and `logs`: no daemon matched, or one of them could not be stopped or restarted) |
+//! | 0 | success (for `shoal daemon`: it served and exited on idle, `stop` or a signal; for `shoal proxy`: the host closed stdin or went away, or SIGTERM; for `shoal status`: the listing was printed, whatever state the daemons are in) |
+//! | 1 | failure; the message on stderr says what failed and what to do (for `shoal daemon`: it could not start, or it exited because its lock or socket was taken away; for `shoal proxy`: no daemon could be reached and `--no-fallback` was given or the server could not be run directly, or a lost daemon could not be replaced for minutes; for `shoal stop`, `restart` and `logs`: no daemon matched, or one of them could not be stopped or restarted) |
 //! | 2 | the command line is invalid (unknown flag, bad value) |
 //! | 3 | `shoal daemon`: another daemon already serves this key; it was left untouched |
+//!
+//! When `shoal proxy` falls back to running the server directly, the process becomes the server
+//! and its exit code is the server's.
 
 mod control;
 mod daemon;
+mod demo;
 mod logs;
+mod proxy;
 mod root;
 mod select;
 mod status;
@@ -32,11 +37,19 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Proxy(proxy::ProxyArgs),
     Daemon(daemon::DaemonArgs),
     Status(status::StatusArgs),
     Stop(stop::StopArgs),
     Restart(stop::RestartArgs),
     Logs(logs::LogsArgs),
+    Demo(demo::DemoArgs),
+    /// The example MCP server `shoal demo` shares (the workspace's test fixture). Not for humans.
+    #[command(hide = true)]
+    DemoServer {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Exit codes; see the crate docs for the table.
@@ -49,12 +62,21 @@ pub(crate) mod exit {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Proxy(args) => proxy::run(args),
         Command::Daemon(args) => daemon::run(args),
         Command::Status(args) => status::run(&args),
         Command::Stop(args) => stop::stop(&args),
         Command::Restart(args) => stop::restart(&args),
         Command::Logs(args) => logs::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::DemoServer { args } => demo::serve(args),
     }
+}
+
+/// What must happen before anything else in `main`, argument parsing included: for `shoal proxy`,
+/// arming the parent-death watchdog.
+pub fn early_init() {
+    proxy::arm_if_proxy();
 }
 
 /// Print an error and its causes once, as `shoal: failed to <what>: <cause>: <cause>`.

@@ -5,5 +5,6 @@ use std::process::ExitCode;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    shoal::early_init();
     shoal::run(shoal::Cli::parse())
 }

@@ -48,9 +48,12 @@
 //! - It can be checked. `PR_SET_PDEATHSIG` fires when the parent *thread* exits, not the parent
 //!   process: a host that spawned the proxy from a worker thread (a thread pool, a Go runtime thread)
 //!   that later exits triggers it while the host lives on, and the proxy is quietly handed to another
-//!   thread of the host. SIGKILL would end a healthy session there; a SIGTERM handler asks
-//!   [`ParentWatch::parent_is_gone`] and carries on if the host is still our parent. The pidfd and
-//!   polling layers watch the process, so they have no such quirk.
+//!   thread of the host. A SIGTERM handler can ask [`ParentWatch::parent_is_gone`]; but it cannot
+//!   tell that quirk from a host asking its server to stop with SIGTERM, which it must obey. So the
+//!   proxy switches the death signal off ([`ParentWatch::disarm_death_signal`]) once its event loop
+//!   handles SIGTERM and awaits [`ParentWatch::parent_gone`]: the signal covers only the start-up,
+//!   and afterwards the pidfd and polling layers, which watch the process and have no such quirk,
+//!   see the host's death.
 //! - Not SIGHUP: a host started under `nohup` hands an ignored SIGHUP down through `exec`, which
 //!   would disable the layer until a handler exists; and SIGHUP already means "terminal hung up".
 //!
@@ -117,10 +120,6 @@ pub struct ParentWatch {
     original_parent: Pid,
     gone_at_arming: bool,
     #[cfg(target_os = "linux")]
-    #[expect(
-        dead_code,
-        reason = "only read through Debug, for the log line in parent_gone"
-    )]
     death_signal: Result<(), Unarmed>,
     #[cfg(target_os = "linux")]
     pidfd: Result<OwnedFd, Unarmed>,
@@ -133,9 +132,9 @@ pub struct ParentWatch {
 /// Never on the daemon's path: a daemon that armed it would die with the proxy that spawned it.
 ///
 /// On Linux this sets `PR_SET_PDEATHSIG` to SIGTERM: from now on the host's death ends the proxy by
-/// SIGTERM's default action, until the proxy's signal handling installs a handler for SIGTERM, which
-/// should then check [`ParentWatch::parent_is_gone`] (the signal also fires when merely the host
-/// thread that spawned the proxy exits). It also opens a pidfd on the host where the kernel allows.
+/// SIGTERM's default action, until the proxy's signal handling installs a handler for SIGTERM and
+/// calls [`ParentWatch::disarm_death_signal`] (the signal also fires when merely the host thread that
+/// spawned the proxy exits). It also opens a pidfd on the host where the kernel allows.
 ///
 /// Never fails: a layer the OS refuses is left out, and [`ParentWatch::parent_gone`] falls back to
 /// polling. The returned watch knows whether the host was already gone
@@ -228,6 +227,23 @@ impl ParentWatch {
         } else {
             // Only a test's WatchdogConfig gets here: it watches another layer on its own.
             std::future::pending().await
+        }
+    }
+
+    /// Switch the death signal off (Linux; a no-op elsewhere), once the proxy's event loop awaits
+    /// [`parent_gone`](ParentWatch::parent_gone) and handles SIGTERM itself.
+    ///
+    /// The death signal only has to cover the start-up, before the pidfd or the polling is awaited.
+    /// After that it does more harm than good: it also fires when the host *thread* that spawned
+    /// the proxy exits while the host lives on, and the proxy cannot tell that SIGTERM from a host
+    /// (or a user) asking it to stop. With the signal off, SIGTERM always means "stop", and the
+    /// host's death is seen by the pidfd or polling layers, which watch the process, not a thread.
+    pub fn disarm_death_signal(&self) {
+        #[cfg(target_os = "linux")]
+        if self.death_signal.is_ok()
+            && let Err(error) = sys::clear_parent_death_signal()
+        {
+            tracing::debug!(%error, "could not clear the parent-death signal");
         }
     }
 

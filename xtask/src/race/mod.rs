@@ -6,6 +6,7 @@
 //! thread scheduler, decides the interleavings.
 
 mod lockfile;
+mod proxy;
 mod router;
 
 /// What `cargo xtask race` can race.
@@ -13,20 +14,23 @@ mod router;
 pub(crate) enum Target {
     /// 64 processes acquire one lock at once; 64 processes break one stale lock at once.
     Lockfile,
+    /// 64 `shoal proxy` processes start at once on a cold root: one daemon, one backend.
+    Proxy,
     /// SCENARIO 33: 32 clients × 1000 requests per round with random cancels and disconnects
     /// through one daemon; every answer checked for owner, id and type.
     Router,
 }
 
 impl Target {
-    /// The targets CI runs at CI scale. `Router` is not among them: the test suite already runs
-    /// its soak at CI scale.
-    pub(crate) const ALL: &'static [Target] = &[Target::Lockfile];
+    /// The targets CI runs, in order. `Router` is not among them: the test suite already runs its
+    /// soak at CI scale.
+    pub(crate) const ALL: &'static [Target] = &[Target::Lockfile, Target::Proxy];
 }
 
 pub(crate) fn run(target: Target, rounds: u32) -> anyhow::Result<()> {
     match target {
         Target::Lockfile => lockfile::run(rounds),
+        Target::Proxy => proxy::run(rounds),
         Target::Router => router::run(rounds),
     }
 }
@@ -34,6 +38,7 @@ pub(crate) fn run(target: Target, rounds: u32) -> anyhow::Result<()> {
 pub(crate) fn child(target: Target, args: &[String]) -> anyhow::Result<()> {
     match target {
         Target::Lockfile => lockfile::child(args),
+        Target::Proxy => proxy::child(args),
         Target::Router => anyhow::bail!("the router race has no child processes of its own"),
     }
 }

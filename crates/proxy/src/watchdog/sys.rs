@@ -27,6 +27,12 @@ pub(super) fn set_parent_death_signal(signal: Signal) -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(signal).map_err(io::Error::from)
 }
 
+/// Stop the parent-death signal (`PR_SET_PDEATHSIG` 0).
+#[cfg(target_os = "linux")]
+pub(super) fn clear_parent_death_signal() -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(None).map_err(io::Error::from)
+}
+
 /// A pidfd for `pid` (`pidfd_open(2)`, Linux ≥ 5.3): it becomes readable when that process exits,
 /// zombie or not.
 ///

@@ -1,0 +1,210 @@
+//! `shoal proxy`: what an MCP host runs in place of the server.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use anyhow::{Context as _, anyhow};
+use shoal_daemon::{DaemonKey, DaemonPaths};
+use shoal_proxy::{DaemonCommand, KeyFiles, Outcome, ParentWatch, ProxyConfig};
+
+use crate::exit;
+
+/// Share one MCP server between the agent sessions of a project: put this in front of the
+/// server's command in the MCP host's configuration.
+///
+/// The first session starts a background daemon for the project and command; later sessions
+/// connect to it, so the server runs once. If shoal cannot work here (an unusable runtime
+/// directory, sockets forbidden by a sandbox), it says why on stderr and runs the server directly
+/// instead, unless --no-fallback is given.
+///
+/// Example: shoal proxy -- npx -y @modelcontextprotocol/server-memory
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub(crate) struct ProxyArgs {
+    /// The project root; the server runs there [default: the git top level of the current
+    /// directory, else the current directory]
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// Seconds without sessions before the daemon exits; 0 means never [env: SHOAL_IDLE_TIMEOUT]
+    /// [default: 300]
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<String>,
+
+    /// An environment variable whose value is part of the daemon's identity (repeatable): sessions
+    /// with different values get different daemons
+    #[arg(long = "key-env", value_name = "NAME")]
+    key_env: Vec<OsString>,
+
+    /// Fail (exit 1) instead of running the server directly when shoal cannot share it here
+    #[arg(long)]
+    no_fallback: bool,
+
+    /// The MCP server's command line
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+/// The watchdog, armed by [`arm_if_proxy`] before anything else ran.
+static WATCH: OnceLock<ParentWatch> = OnceLock::new();
+
+/// Arm the parent-death watchdog if this process is `shoal proxy`, first thing in `main`: a host
+/// that dies before the watchdog is armed is seen only as stdin EOF (see
+/// `shoal_proxy::arm_parent_death_signal`). A glance at argv is all that runs before it.
+pub(crate) fn arm_if_proxy() {
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == "proxy") {
+        let _ = WATCH.set(shoal_proxy::arm_parent_death_signal());
+    }
+}
+
+pub(crate) fn run(args: ProxyArgs) -> ExitCode {
+    // Resolve our own binary before anything else: an upgrade may replace or delete it while the
+    // host runs, and the daemon must be this very version.
+    let program = current_exe();
+    let watch = WATCH.get_or_init(shoal_proxy::arm_parent_death_signal);
+    let config = match program.and_then(|program| config(&args, program, watch)) {
+        Ok(config) => config,
+        Err(error) => {
+            crate::report(&error);
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    init_logging();
+    match shoal_proxy::run(config, watch) {
+        Ok(Outcome::InputClosed | Outcome::HostGone | Outcome::Terminated) => ExitCode::SUCCESS,
+        Err(shoal_proxy::Error::Start(error)) if !args.no_fallback => {
+            #[expect(clippy::print_stderr, reason = "the CLI reports failures on stderr")]
+            {
+                eprintln!(
+                    "shoal: running the MCP server directly, unshared, because shoal cannot \
+                     share it here: {:#}; fix that to share it (or pass --no-fallback to fail \
+                     instead)",
+                    anyhow::Error::new(error)
+                );
+            }
+            let error = shoal_proxy::exec_directly(&args.command);
+            crate::report(
+                &anyhow::Error::new(error)
+                    .context(format!("run `{}`", args.command[0].to_string_lossy())),
+            );
+            ExitCode::from(exit::FAILURE)
+        }
+        Err(shoal_proxy::Error::Start(error)) => {
+            crate::report(
+                &anyhow::Error::new(error)
+                    .context("share the MCP server (--no-fallback: not running it directly)"),
+            );
+            ExitCode::from(exit::FAILURE)
+        }
+        Err(error) => {
+            crate::report(&anyhow::Error::new(error));
+            ExitCode::from(exit::FAILURE)
+        }
+    }
+}
+
+/// This binary's path, checked to still exist.
+fn current_exe() -> anyhow::Result<PathBuf> {
+    let program = std::env::current_exe().context("find the shoal binary to start the daemon")?;
+    // On Linux a deleted executable reads as "<path> (deleted)".
+    if !program.is_file() {
+        return Err(anyhow!(
+            "find the shoal binary to start the daemon: {} no longer exists (shoal was upgraded \
+             or removed while the MCP host ran); restart the MCP host",
+            program.display()
+        ));
+    }
+    Ok(program)
+}
+
+fn config(args: &ProxyArgs, program: PathBuf, watch: &ParentWatch) -> anyhow::Result<ProxyConfig> {
+    let cwd = std::env::current_dir().context("read the current directory")?;
+    let root = crate::root::project_root(args.root.as_deref(), &cwd).with_context(|| {
+        format!(
+            "use {} as the project root",
+            args.root.as_deref().unwrap_or(&cwd).display()
+        )
+    })?;
+    // Checked here so that a bad value is a usage error now, not a daemon that fails to start.
+    crate::daemon::idle_timeout(args.idle_timeout.as_deref())?;
+    // The same key `shoal daemon` computes from the same arguments and environment: the daemon's
+    // hello must name it, which catches any drift between the two.
+    let key_env = args
+        .key_env
+        .iter()
+        .map(|name| (name.clone(), std::env::var_os(name)))
+        .collect();
+    let key = DaemonKey::new(
+        root.clone(),
+        args.command.clone(),
+        env!("CARGO_PKG_VERSION"),
+        shoal_wire::PROTOCOL,
+        key_env,
+    );
+    let (runtime_dir, _) = shoal_daemon::resolve_runtime_dir(
+        |name| std::env::var_os(name),
+        nix::unistd::geteuid().as_raw(),
+    );
+    let paths = DaemonPaths::new(&runtime_dir, &key.id());
+
+    let mut daemon_args: Vec<OsString> = vec![
+        "daemon".into(),
+        "--ready-fd".into(),
+        shoal_proxy::READY_FD.to_string().into(),
+        "--root".into(),
+        root.clone().into(),
+    ];
+    if let Some(idle_timeout) = &args.idle_timeout {
+        daemon_args.extend(["--idle-timeout".into(), idle_timeout.into()]);
+    }
+    for name in &args.key_env {
+        daemon_args.extend(["--key-env".into(), name.clone()]);
+    }
+    daemon_args.push("--".into());
+    daemon_args.extend(args.command.iter().cloned());
+
+    Ok(ProxyConfig {
+        files: KeyFiles {
+            runtime_dir: runtime_dir.clone(),
+            dir: paths.dir,
+            socket: paths.socket,
+            spawn_lock: paths.spawn_lock,
+            log: paths.log,
+        },
+        key: key.id().as_str().to_owned(),
+        daemon: DaemonCommand {
+            program,
+            args: daemon_args,
+            // The runtime dir as resolved here, so that the daemon cannot pick another one.
+            env: vec![("SHOAL_RUNTIME_DIR".into(), runtime_dir.into())],
+            cwd: root,
+        },
+        label: host_label(watch),
+        tuning: shoal_proxy::Tuning::default(),
+    })
+}
+
+/// The host's process name, for the daemon's logs and `shoal status`.
+fn host_label(watch: &ParentWatch) -> String {
+    let host = watch.original_parent().as_raw();
+    std::fs::read_to_string(format!("/proc/{host}/comm"))
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("host pid {host}"))
+}
+
+/// Diagnostics go to stderr, which hosts keep in their MCP logs; stdout is the host's MCP
+/// channel and carries nothing else. `SHOAL_LOG` sets the filter; the default, `warn`, shows
+/// only what went wrong (a lost daemon, a reconnect), never message payloads.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .init();
+}

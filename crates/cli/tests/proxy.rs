@@ -1,0 +1,465 @@
+//! `shoal proxy` end to end, with real processes: the `shoal` binary as proxies and daemons, the
+//! workspace's `shoal-fixture` as the MCP server, test clients (and a re-executed "host") on the
+//! proxies' stdio. SCENARIOS 13, 14, 16, 19, 20, the fallback, the stdin-EOF drain and the help.
+//!
+//! Run one: `cargo test -p shoal --test proxy -- scenario_20`.
+
+#![allow(
+    clippy::print_stderr,
+    reason = "this is a test runner: it reports measured figures on stderr"
+)]
+
+mod proxy_util;
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use proxy_util::{Host, SHOAL, Scratch, Session, WAIT, reaped, status, wait_exit, wait_until};
+use serde_json::{Value, json};
+use shoal_testkit::process::is_alive;
+
+const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
+    (
+        "scenario_13_64_proxies_on_a_cold_root_share_one_daemon_and_one_backend",
+        sixty_four_proxies_on_a_cold_root,
+    ),
+    (
+        "scenario_14_stale_socket_and_lock_the_next_proxy_starts_a_daemon",
+        stale_socket_and_lock,
+    ),
+    (
+        "scenario_16_daemon_start_failure_is_reported_with_the_log_tail",
+        daemon_start_failure_is_reported,
+    ),
+    (
+        "scenario_19_host_killed_the_proxy_exits_and_the_client_count_drops",
+        host_killed,
+    ),
+    (
+        "scenario_20_daemon_killed_under_load_proxies_answer_reconnect_and_replay",
+        daemon_killed_under_load,
+    ),
+    (
+        "fallback_runs_the_server_directly_when_the_runtime_dir_is_unusable",
+        fallback_when_the_runtime_dir_is_unusable,
+    ),
+    (
+        "stdin_eof_delivers_the_answers_owed_then_exits_0",
+        stdin_eof_delivers_answers_owed,
+    ),
+    (
+        "sigterm_delivers_the_answers_owed_then_exits_0",
+        sigterm_delivers_answers_owed,
+    ),
+    ("help", help),
+];
+
+/// How long a scenario may take in all before it counts as hung.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Rounds of scenario 13 here; `cargo xtask race proxy` runs more.
+const COLD_START_ROUNDS: u32 = 3;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("host") {
+        return proxy_util::host_main(&args[1..]);
+    }
+    // One at a time: scenario 13 alone runs ~66 processes on a 2-core machine.
+    shoal_testkit::scenarios::run(SCENARIOS, SCENARIO_DEADLINE, 1)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Scenario 13: 64 proxies started at once on a cold root → exactly one daemon, one backend
+/// start, 64 sessions, each answered. Odd rounds hold `spawn.lock` until all 64 are running, so
+/// that all of them are on the slow path at once; even rounds let them race from the start.
+fn sixty_four_proxies_on_a_cold_root() {
+    for round in 0..COLD_START_ROUNDS {
+        let started = Instant::now();
+        cold_start_round(round % 2 == 1);
+        eprintln!(
+            "scenario 13 round {round}: 64 proxies served by one daemon in {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+fn cold_start_round(hold_spawn_lock: bool) {
+    const PROXIES: usize = 64;
+    let scratch = Scratch::new("cold");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let held = hold_spawn_lock.then(|| {
+        shoal_lockfile::ensure_private_dir(&scratch.runtime_dir).unwrap();
+        shoal_lockfile::ensure_private_dir(&paths.dir).unwrap();
+        let lock = shoal_lockfile::PersistentLock::new(&paths.spawn_lock).unwrap();
+        lock.try_lock().unwrap()
+    });
+    // Barrier: all spawned (each is finding or starting the daemon as soon as it runs)...
+    let mut sessions: Vec<Session> = (0..PROXIES)
+        .map(|n| scratch.client(&format!("proxy {n}"), &server))
+        .collect();
+    drop(held);
+    // ...then all send initialize, then all wait for their answers.
+    for session in &mut sessions {
+        session
+            .client
+            .send_request(
+                "initialize",
+                json!({
+                    "protocolVersion": shoal_testkit::client::LATEST_PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": {"name": "cold", "version": "1"},
+                }),
+            )
+            .unwrap();
+    }
+    for session in &mut sessions {
+        let name = session.client.name().to_owned();
+        let response = session
+            .client
+            .wait_response(&json!(1), WAIT)
+            .unwrap_or_else(|error| panic!("{name}: {error}\nstderr:\n{}", session.stderr()));
+        assert!(response.error().is_none(), "{name}: {response:?}");
+        session
+            .client
+            .notify("notifications/initialized", Value::Null)
+            .unwrap();
+    }
+    for (n, session) in sessions.iter_mut().enumerate() {
+        session.echo(&format!("hello from {n}"));
+    }
+    let report = status(&paths.socket).expect("the daemon answers status");
+    assert_eq!(report.n_clients, 64, "{report:?}");
+    assert_eq!(scratch.spawns(), 1, "exactly one backend start");
+    let log = std::fs::read_to_string(&paths.log).unwrap();
+    assert_eq!(
+        log.matches("daemon ready").count(),
+        1,
+        "exactly one daemon started:\n{log}"
+    );
+    // Not even a redundant one that found the key held and left: only the first proxy under
+    // spawn.lock may start a daemon, the others find it on their re-check.
+    assert!(
+        !log.contains("another daemon already serves this key"),
+        "a proxy started a second daemon:\n{log}"
+    );
+}
+
+/// Scenario 14: a daemon SIGKILLed while no session runs leaves its socket file (nobody
+/// listening) and its lock; the next proxy starts a new daemon at once and is served.
+fn stale_socket_and_lock() {
+    let scratch = Scratch::new("stale");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let mut first = scratch.client("first", &server);
+    first.initialize();
+    first.echo("before");
+    let old = status(&paths.socket).expect("status").pid;
+    first.client.close_input();
+    assert_eq!(first.client.wait_exit(WAIT).unwrap().code(), Some(0));
+    shoal_testkit::process::kill(old).unwrap();
+    wait_until("the old daemon dies", WAIT, || !is_alive(old));
+    assert!(paths.socket.exists() && paths.daemon_lock.exists());
+    assert!(
+        std::os::unix::net::UnixStream::connect(&paths.socket).is_err(),
+        "nobody listens on the stale socket"
+    );
+    let mut second = scratch.client("second", &server);
+    second.initialize();
+    second.echo("after");
+    let new = status(&paths.socket).expect("status").pid;
+    assert_ne!(new, old);
+    assert_eq!(scratch.spawns(), 2);
+}
+
+/// Scenario 16: a daemon that dies during start-up (its server command does not exist) → the
+/// proxy reports the daemon's reason and the tail of daemon.log, promptly.
+fn daemon_start_failure_is_reported() {
+    let scratch = Scratch::new("nostart");
+    let server: Vec<OsString> = vec!["/nonexistent/mcp-server".into()];
+    let (mut command, stderr) = scratch.proxy(&["--no-fallback"], &server);
+    let started = Instant::now();
+    let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+    let code = wait_exit(&mut child, Duration::from_secs(10));
+    let elapsed = started.elapsed();
+    let stderr = std::fs::read_to_string(stderr).unwrap();
+    eprintln!("scenario 16: start failure reported and proxy exited in {elapsed:?}");
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("start the MCP server `/nonexistent/mcp-server`")
+            && stderr.contains("No such file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("last lines of daemon.log:"), "{stderr}");
+    assert!(
+        stderr.contains("--no-fallback: not running it directly"),
+        "{stderr}"
+    );
+
+    // Without --no-fallback it tries the server directly, which fails the same way.
+    let (mut command, stderr) = scratch.proxy(&[], &server);
+    let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(1));
+    let stderr = std::fs::read_to_string(stderr).unwrap();
+    assert!(
+        stderr.contains("running the MCP server directly")
+            && stderr.contains("failed to run `/nonexistent/mcp-server`"),
+        "{stderr}"
+    );
+}
+
+/// Scenario 19: the host is SIGKILLed while its proxy's stdin stays open (another process holds
+/// it) → the proxy exits within 1 s (asserted with slack), and the daemon's client count drops.
+fn host_killed() {
+    let scratch = Scratch::new("host");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let mut host = Host::spawn(&scratch, &scratch.proxy_args(&[], &server));
+    host.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "h", "version": "1"}}}));
+    let answer = host.line("initialize answer");
+    assert!(
+        answer.contains(r#""id":1"#) && answer.contains("result"),
+        "{answer}"
+    );
+    assert_eq!(status(&paths.socket).expect("status").n_clients, 1);
+    let proxy = host.proxy_pid;
+    host.child.kill().unwrap();
+    let killed = Instant::now();
+    host.child.wait().unwrap();
+    wait_until(
+        "the proxy exits after its host",
+        Duration::from_secs(5),
+        || !is_alive(proxy),
+    );
+    eprintln!(
+        "scenario 19: proxy gone {:?} after its host",
+        killed.elapsed()
+    );
+    wait_until("the daemon's client count drops", WAIT, || {
+        status(&paths.socket).is_some_and(|report| report.n_clients == 0)
+    });
+}
+
+/// Scenario 20: the daemon is SIGKILLed while each of several proxies has requests in flight →
+/// every one of them gets an error response (-32081), each proxy reconnects to one new daemon
+/// (one new backend), replays its session, and the host's next request works without
+/// re-initializing; the proxies live on and their stdout never closes.
+fn daemon_killed_under_load() {
+    const PROXIES: usize = 4;
+    const IN_FLIGHT: usize = 3;
+    let scratch = Scratch::new("killed");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let mut sessions: Vec<Session> = (0..PROXIES)
+        .map(|n| scratch.client(&format!("proxy {n}"), &server))
+        .collect();
+    for (n, session) in sessions.iter_mut().enumerate() {
+        session.initialize();
+        session
+            .client
+            .result("logging/setLevel", json!({"level": "debug"}))
+            .unwrap();
+        session
+            .client
+            .result(
+                "resources/subscribe",
+                json!({"uri": format!("fixture://static/{}", n + 1)}),
+            )
+            .unwrap();
+    }
+    let old = status(&paths.socket).expect("status");
+    // The slow calls are running in the backend: its stats say so.
+    let mut in_flight = Vec::new();
+    for session in &mut sessions {
+        let ids: Vec<Value> = (0..IN_FLIGHT)
+            .map(|_| {
+                session
+                    .client
+                    .send_request(
+                        "tools/call",
+                        json!({"name": "slow", "arguments": {"ms": 60_000, "steps": 1}}),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        in_flight.push(ids);
+    }
+    let mut probe = scratch.client("probe", &server);
+    probe.initialize();
+    wait_until("the slow calls reach the backend", WAIT, || {
+        probe.client.stats().unwrap()["inFlight"]
+            .as_array()
+            .is_some_and(|ids| ids.len() >= PROXIES * IN_FLIGHT)
+    });
+    drop(probe);
+
+    shoal_testkit::process::kill(old.pid).unwrap();
+    let killed = Instant::now();
+    for (session, ids) in sessions.iter_mut().zip(&in_flight) {
+        for id in ids {
+            let name = session.client.name().to_owned();
+            let response = session
+                .client
+                .wait_response(id, WAIT)
+                .unwrap_or_else(|error| panic!("{name}: {error}\nstderr:\n{}", session.stderr()));
+            let error = response
+                .error()
+                .unwrap_or_else(|| panic!("{name}: expected an error: {response:?}"));
+            assert_eq!(error.code, -32081, "{name}: {error:?}");
+        }
+    }
+    eprintln!(
+        "scenario 20: {} in-flight requests answered {:?} after the daemon's SIGKILL",
+        PROXIES * IN_FLIGHT,
+        killed.elapsed()
+    );
+    for (n, session) in sessions.iter_mut().enumerate() {
+        session.echo(&format!("still here {n}"));
+    }
+    eprintln!(
+        "scenario 20: every proxy served again {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+    let new = status(&paths.socket).expect("status of the new daemon");
+    assert_ne!(new.pid, old.pid);
+    assert_eq!(new.n_clients as usize, PROXIES, "{new:?}");
+    assert_eq!(
+        scratch.spawns(),
+        2,
+        "one backend for the first daemon, one for the new one"
+    );
+    let stats = sessions[0].client.stats().unwrap();
+    assert_eq!(stats["initializeCount"], 1, "{stats}");
+    assert_eq!(
+        stats["logLevel"], "debug",
+        "the level was replayed: {stats}"
+    );
+    let subscribed = stats["subscriptions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for n in 0..PROXIES {
+        let uri = Value::from(format!("fixture://static/{}", n + 1));
+        assert!(subscribed.contains(&uri), "{uri} replayed: {stats}");
+    }
+    for session in &sessions {
+        assert!(is_alive(session.pid()), "{}", session.stderr());
+        assert!(
+            session
+                .stderr()
+                .contains("reconnected to the shared daemon"),
+            "{}",
+            session.stderr()
+        );
+    }
+    // The killed daemon was a child of one of the proxies, which reaped it: no zombie remains.
+    wait_until("the killed daemon is reaped", WAIT, || reaped(old.pid));
+}
+
+/// The fallback: with an unusable runtime dir (a regular file; a directory writable by others),
+/// the proxy says why and runs the server directly, which answers; with --no-fallback it exits 1.
+fn fallback_when_the_runtime_dir_is_unusable() {
+    for unusable in ["file", "mode 0777"] {
+        let scratch = Scratch::new("fallback");
+        match unusable {
+            "file" => std::fs::write(&scratch.runtime_dir, "not a directory").unwrap(),
+            _ => {
+                std::fs::create_dir(&scratch.runtime_dir).unwrap();
+                std::fs::set_permissions(
+                    &scratch.runtime_dir,
+                    std::fs::Permissions::from_mode(0o777),
+                )
+                .unwrap();
+            }
+        }
+        let server = scratch.server(&[]);
+        let mut session = scratch.client("direct", &server);
+        session.initialize();
+        session.echo("served directly");
+        let stats = session.client.stats().unwrap();
+        assert_eq!(
+            stats["pid"],
+            session.pid(),
+            "{unusable}: the proxy became the server"
+        );
+        let stderr = session.stderr();
+        assert!(
+            stderr.contains("running the MCP server directly")
+                && stderr.contains(&scratch.runtime_dir.display().to_string()),
+            "{unusable}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{unusable}: one line: {stderr}");
+
+        let (mut command, stderr) = scratch.proxy(&["--no-fallback"], &server);
+        let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+        assert_eq!(wait_exit(&mut child, WAIT), Some(1), "{unusable}");
+        let stderr = std::fs::read_to_string(stderr).unwrap();
+        assert!(
+            stderr.starts_with("shoal: failed to share the MCP server")
+                && stderr.contains("use the runtime directory"),
+            "{unusable}: {stderr}"
+        );
+        assert_eq!(scratch.spawns(), 1, "{unusable}: only the direct run");
+    }
+}
+
+/// stdin closes while a slow request is in flight → its answer is delivered, then exit 0.
+fn stdin_eof_delivers_answers_owed() {
+    let scratch = Scratch::new("eof");
+    let server = scratch.server(&[]);
+    let mut session = scratch.client("eof", &server);
+    session.initialize();
+    let id = session
+        .client
+        .send_request(
+            "tools/call",
+            json!({"name": "slow", "arguments": {"ms": 1000, "steps": 1}}),
+        )
+        .unwrap();
+    session.client.close_input();
+    let response = session.client.wait_response(&id, WAIT).unwrap();
+    assert!(response.error().is_none(), "{response:?}");
+    let status = session.client.wait_exit(WAIT).unwrap();
+    assert_eq!(status.code(), Some(0), "{}", session.stderr());
+}
+
+/// SIGTERM while the host lives and a slow request is in flight → the answer is delivered, then
+/// exit 0 (a host stopping its server does not lose the last answer).
+fn sigterm_delivers_answers_owed() {
+    let scratch = Scratch::new("term");
+    let server = scratch.server(&[]);
+    let mut session = scratch.client("term", &server);
+    session.initialize();
+    let id = session
+        .client
+        .send_request(
+            "tools/call",
+            json!({"name": "slow", "arguments": {"ms": 1500, "steps": 3}, "_meta": {"progressToken": "t"}}),
+        )
+        .unwrap();
+    // The first progress notification says the call runs in the backend: the proxy has read it
+    // (a request still in the pipe when SIGTERM arrives is never read, and so not owed).
+    session
+        .client
+        .expect_notification("notifications/progress", WAIT)
+        .unwrap();
+    shoal_testkit::process::terminate(session.pid()).unwrap();
+    let response = session.client.wait_response(&id, WAIT).unwrap();
+    assert!(response.error().is_none(), "{response:?}");
+    let status = session.client.wait_exit(WAIT).unwrap();
+    assert_eq!(status.code(), Some(0), "{}", session.stderr());
+}
+
+fn help() {
+    let output = Command::new(SHOAL)
+        .args(["proxy", "--help"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    insta::assert_snapshot!("proxy_help", String::from_utf8_lossy(&output.stdout));
+}

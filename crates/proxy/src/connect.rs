@@ -1,0 +1,236 @@
+//! Finding the key's daemon, or starting one (`LIFECYCLE.md` §2).
+//!
+//! 1. Fast path, no lock: connect to `daemon.sock`, read the daemon's hello (at most 4 KiB, 2 s),
+//!    check it: protocol (by the hello parser), the daemon's pid equals the socket's peer pid
+//!    (`SO_PEERCRED`), the peer's uid is ours, and the hello names our key. Then send our own
+//!    `session` hello. Done.
+//! 2. Slow path: make the runtime and key directories private (refusing unsafe ones), take
+//!    `spawn.lock` (with a deadline), and connect again: whoever held the lock may just have
+//!    started the daemon.
+//! 3. Still nothing: start a daemon (`spawn.rs`), wait for its readiness line, release the lock,
+//!    and go back to 1.
+//!
+//! Stale files are not judged here. A daemon that starts takes `daemon.lock` with
+//! `shoal-lockfile`, which breaks a dead holder's lock, and publishes its socket by renaming it over
+//! whatever is at `daemon.sock`; both happen only under `daemon.lock`
+//! (`shoal_daemon::Ownership::take`). Doing it again here would add a second party that deletes
+//! files. Spawning under `spawn.lock`, only after a failed connect, is what keeps 64 proxies
+//! arriving at once down to one daemon: the first starts it, the 63 others find it on their
+//! re-check.
+
+use std::io;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use shoal_lockfile::PersistentLock;
+use shoal_wire::{ClientHello, HELLO_TIMEOUT, LineCodec, Role, read_daemon_hello};
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::FramedRead;
+
+use crate::spawn::{self, Started};
+use crate::{ProxyConfig, StartError};
+
+/// A session connection to a daemon, hellos done.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) reader: FramedRead<OwnedReadHalf, LineCodec>,
+    pub(crate) writer: OwnedWriteHalf,
+    /// The daemon's pid, from its hello (checked against the peer credentials).
+    pub(crate) pid: u32,
+}
+
+/// How one connection attempt went.
+enum Attempt {
+    Connected(Connection),
+    /// Nobody serves at the socket (missing, refused, or closed before its hello: a daemon on its
+    /// way out). The slow path may start one.
+    Absent(String),
+    /// Something is wrong that starting a daemon would not fix.
+    Failed(StartError),
+}
+
+/// Rounds of fast path + slow path before giving up. A round ends without a connection only when
+/// a daemon that was just started cannot be reached, or a live daemon holds the key without
+/// answering; both are rare, so a few rounds are plenty.
+const ROUNDS: u32 = 5;
+
+/// Connect to the key's daemon, starting one if needed. `host_pid` goes into our hello.
+pub(crate) async fn find_or_start(
+    config: &ProxyConfig,
+    host_pid: Option<u32>,
+) -> Result<Connection, StartError> {
+    let mut held_by = None;
+    for round in 0..ROUNDS {
+        match try_connect(config, host_pid).await {
+            Attempt::Connected(connection) => return Ok(connection),
+            Attempt::Failed(error) => return Err(error),
+            Attempt::Absent(why) => tracing::debug!(round, why, "no daemon answered"),
+        }
+        let lock = private_dirs_and_spawn_lock(config)?;
+        let deadline = Instant::now() + config.tuning.spawn_lock_wait;
+        let guard = tokio::task::spawn_blocking(move || lock.lock(deadline))
+            .await
+            .map_err(|error| StartError::SpawnLock(join_error(&config.files.spawn_lock, error)))?
+            .map_err(StartError::SpawnLock)?;
+        match try_connect(config, host_pid).await {
+            Attempt::Connected(connection) => return Ok(connection),
+            Attempt::Failed(error) => return Err(error),
+            Attempt::Absent(why) => tracing::debug!(why, "still no daemon under the spawn lock"),
+        }
+        let started = spawn::start(config).await;
+        // The daemon listens before it reports `ready`; connecting does not need the lock.
+        drop(guard);
+        match started? {
+            Started::Ready { pid } => {
+                tracing::info!(daemon_pid = pid, "started the shared daemon");
+            }
+            Started::Held { pid } => {
+                // A live daemon holds the key but did not answer our connect: one started by
+                // hand a moment ago, or a wedged one. Give it a moment, then look again.
+                held_by = Some(pid);
+                tokio::time::sleep(Duration::from_millis(50) * 2u32.pow(round)).await;
+            }
+        }
+    }
+    let holder = match held_by {
+        Some(Some(pid)) => format!("pid {pid}"),
+        _ => "another process".to_owned(),
+    };
+    Err(StartError::Unusable {
+        path: config.files.socket.clone(),
+        detail: format!(
+            "a live daemon ({holder}) holds the key but does not accept sessions; stop it with \
+             `shoal stop` or kill it"
+        ),
+    })
+}
+
+/// Make both directories private, then open `spawn.lock` in the key dir.
+fn private_dirs_and_spawn_lock(config: &ProxyConfig) -> Result<PersistentLock, StartError> {
+    let files = &config.files;
+    shoal_lockfile::ensure_private_dir(&files.runtime_dir).map_err(StartError::RuntimeDir)?;
+    shoal_lockfile::ensure_private_dir(&files.dir).map_err(StartError::RuntimeDir)?;
+    PersistentLock::new(&files.spawn_lock).map_err(StartError::RuntimeDir)
+}
+
+fn join_error(path: &Path, error: tokio::task::JoinError) -> shoal_lockfile::Error {
+    // Only a panic in the lock call gets here; say so rather than unwinding the proxy.
+    shoal_lockfile::Error::Io {
+        action: "wait for",
+        path: path.to_path_buf(),
+        source: io::Error::other(error.to_string()),
+    }
+}
+
+/// One connection attempt: connect, read and check the daemon's hello, send ours.
+async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
+    let path = &config.files.socket;
+    let stream = match connect(path).await {
+        Ok(stream) => stream,
+        Err(error) => return classify_connect_error(path, error),
+    };
+    let unusable = |detail: String| {
+        Attempt::Failed(StartError::Unusable {
+            path: path.clone(),
+            detail,
+        })
+    };
+    let credentials = match stream.peer_cred() {
+        Ok(credentials) => credentials,
+        Err(error) => return unusable(format!("cannot read the peer's credentials: {error}")),
+    };
+    let uid = nix::unistd::geteuid().as_raw();
+    if credentials.uid() != uid {
+        // Our key dir is private, so only root or a broken setup gets here: never talk to it.
+        return unusable(format!(
+            "the socket is served by uid {}, not by this user (uid {uid}); remove {} if no \
+             daemon of yours runs",
+            credentials.uid(),
+            path.display()
+        ));
+    }
+    let (read, mut writer) = stream.into_split();
+    let mut reader = FramedRead::new(read, LineCodec::new());
+    let hello = match read_daemon_hello(&mut reader, HELLO_TIMEOUT).await {
+        Ok(hello) => hello,
+        Err(shoal_wire::Error::HelloClosed { .. }) => {
+            return Attempt::Absent("the daemon closed the connection before its hello".into());
+        }
+        Err(error) => {
+            return unusable(format!(
+                "{error}; if a daemon is stuck, `shoal stop` or `shoal restart` it"
+            ));
+        }
+    };
+    let peer_pid = credentials.pid().and_then(|pid| u32::try_from(pid).ok());
+    if peer_pid != Some(hello.pid) {
+        return unusable(format!(
+            "the hello names pid {} but the socket's peer is {}",
+            hello.pid,
+            peer_pid.map_or_else(|| "unknown".to_owned(), |pid| format!("pid {pid}"))
+        ));
+    }
+    if hello.key != config.key {
+        return unusable(format!(
+            "the daemon (pid {}, shoal {}) serves key {}, not {}: the shoal binary was probably \
+             replaced while this session ran; restart the MCP host",
+            hello.pid, hello.version, hello.key, config.key
+        ));
+    }
+    let mut line = ClientHello {
+        role: Role::Session,
+        pid: std::process::id(),
+        host_pid,
+        label: config.label.clone(),
+    }
+    .to_line()
+    .into_bytes()
+    .to_vec();
+    line.push(b'\n');
+    if let Err(error) = writer.write_all(&line).await {
+        // The daemon went away between its hello and ours: it was exiting.
+        return Attempt::Absent(format!("the daemon closed the connection: {error}"));
+    }
+    Attempt::Connected(Connection {
+        reader,
+        writer,
+        pid: hello.pid,
+    })
+}
+
+/// Connect, retrying briefly while the daemon's accept backlog is full (`EAGAIN`), which a burst
+/// of sessions can cause and which clears as soon as the daemon accepts.
+async fn connect(path: &Path) -> io::Result<UnixStream> {
+    let mut delay = Duration::from_millis(2);
+    let deadline = Instant::now() + HELLO_TIMEOUT;
+    loop {
+        match UnixStream::connect(path).await {
+            Err(error)
+                if error.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn classify_connect_error(path: &Path, error: io::Error) -> Attempt {
+    use nix::libc;
+    match error.raw_os_error() {
+        // The socket cannot be used at all here: a sandbox without Unix sockets, or a path we
+        // may not reach. Starting a daemon would not help.
+        Some(libc::EACCES | libc::EPERM | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT) => {
+            Attempt::Failed(StartError::SocketForbidden {
+                path: path.to_path_buf(),
+                source: error,
+            })
+        }
+        // ENOENT, ECONNREFUSED (a stale socket file), ENOTSOCK (something else at the path),
+        // a still-full backlog...: a starting daemon replaces the path under its lock.
+        _ => Attempt::Absent(format!("connect to {}: {error}", path.display())),
+    }
+}

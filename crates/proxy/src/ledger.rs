@@ -1,0 +1,363 @@
+//! What the proxy remembers of its host's session: the requests still owed an answer (the ledger),
+//! and what a new daemon must be told so that the session goes on as if nothing happened (the
+//! replay memory). Pure bookkeeping, no I/O: `session.rs` feeds it every line.
+//!
+//! # Replay
+//!
+//! After a reconnect the new daemon has never seen this session. The proxy replays, in order:
+//!
+//! 1. the host's `initialize` request, if the old daemon answered it successfully (a host whose
+//!    `initialize` failed or never got an answer retries it itself);
+//! 2. the host's `notifications/initialized`, if it sent one;
+//! 3. its latest `logging/setLevel`;
+//! 4. one `resources/subscribe` per URI subscribed and not unsubscribed since.
+//!
+//! Replayed requests carry proxy-owned ids (`"shoal-proxy-<pid>-replay-<n>"`, a string no host
+//! plausibly uses) and their answers are swallowed: the host already had its own.
+
+use std::collections::{HashMap, HashSet};
+
+use shoal_wire::{Envelope, ErrorCode, Field, Id, Kind, Line, Validation, error_response};
+
+/// The message for requests lost with their daemon.
+pub(crate) const DAEMON_LOST_MESSAGE: &str = "shoal lost the shared MCP server process (its \
+    daemon exited) while this request was in flight; the request may or may not have run. \
+    shoal is reconnecting: retry the request";
+
+/// The host's unanswered requests and its session memory.
+#[derive(Debug)]
+pub(crate) struct Ledger {
+    /// Ids of requests sent to the daemon and not answered yet, with a count: a host that reuses
+    /// an id while the first request is in flight is owed two answers.
+    in_flight: HashMap<Id, u32>,
+    /// The host's `initialize`, and whether the daemon answered it with a result.
+    initialize: Option<(Envelope, bool)>,
+    /// The host's `notifications/initialized`.
+    initialized: Option<Line>,
+    /// The host's latest `logging/setLevel` request.
+    log_level: Option<Envelope>,
+    /// Subscribed URIs, in subscription order, with the request that subscribed.
+    subscriptions: Vec<(String, Envelope)>,
+    /// Ids of replayed requests whose answers are still to be swallowed.
+    replay_pending: HashSet<Id>,
+    replay_prefix: String,
+    next_replay: u64,
+}
+
+impl Ledger {
+    pub(crate) fn new() -> Ledger {
+        Ledger {
+            in_flight: HashMap::new(),
+            initialize: None,
+            initialized: None,
+            log_level: None,
+            subscriptions: Vec::new(),
+            replay_pending: HashSet::new(),
+            replay_prefix: format!("shoal-proxy-{}-replay-", std::process::id()),
+            next_replay: 1,
+        }
+    }
+
+    /// Remember what a host message means for a replay. Only messages the daemon got count: one
+    /// queued while reconnecting is remembered when it is sent, after the replay.
+    fn remember(&mut self, message: &Envelope) {
+        for_each_message(message, |message| {
+            match (message.kind(), message.method()) {
+                (Kind::Request, Some("initialize")) => {
+                    self.initialize = Some((message.clone(), false));
+                }
+                (Kind::Notification, Some("notifications/initialized")) => {
+                    self.initialized = Some(message.line().clone());
+                }
+                (Kind::Request, Some("logging/setLevel")) => {
+                    self.log_level = Some(message.clone());
+                }
+                (Kind::Request, Some("resources/subscribe")) => {
+                    if let Some(uri) = message.uri() {
+                        let uri = uri.to_owned();
+                        self.subscriptions.retain(|(known, _)| *known != uri);
+                        self.subscriptions.push((uri, message.clone()));
+                    }
+                }
+                (Kind::Request, Some("resources/unsubscribe")) => {
+                    if let Some(uri) = message.uri() {
+                        self.subscriptions.retain(|(known, _)| known != uri);
+                    }
+                }
+                _ => {}
+            }
+        });
+    }
+
+    /// A host message is written to the daemon: its requests are now owed an answer; a
+    /// cancellation releases the request it names (a cancelled request may never be answered);
+    /// what it means for a replay is remembered.
+    pub(crate) fn sent(&mut self, message: &Envelope) {
+        self.remember(message);
+        for_each_message(message, |message| match message.kind() {
+            Kind::Request => {
+                if let Some(id) = message.id() {
+                    *self.in_flight.entry(id).or_insert(0) += 1;
+                }
+            }
+            Kind::Notification if message.method() == Some("notifications/cancelled") => {
+                if let Some(id) = message.get(Field::RequestId) {
+                    self.answered(&id);
+                }
+            }
+            _ => {}
+        });
+    }
+
+    /// A message from the daemon. Returns false if it must not reach the host (the answer to a
+    /// replayed request).
+    pub(crate) fn received(&mut self, message: &Envelope) -> bool {
+        if matches!(message.kind(), Kind::Response | Kind::ErrorResponse)
+            && let Some(id) = message.id()
+            && self.replay_pending.remove(&id)
+        {
+            if message.kind() == Kind::ErrorResponse {
+                // The id is ours and carries nothing of the host's; no payload is logged.
+                tracing::warn!(
+                    id = id.as_str(),
+                    "the new daemon refused a replayed request"
+                );
+            }
+            return false;
+        }
+        for_each_message(message, |message| {
+            if let Some(id) = message.id()
+                && matches!(message.kind(), Kind::Response | Kind::ErrorResponse)
+            {
+                if message.kind() == Kind::Response
+                    && let Some((initialize, answered)) = &mut self.initialize
+                    && initialize.id().as_ref() == Some(&id)
+                {
+                    *answered = true;
+                }
+                self.answered(&id);
+            }
+        });
+        true
+    }
+
+    fn answered(&mut self, id: &Id) {
+        if let Some(count) = self.in_flight.get_mut(id) {
+            *count -= 1;
+            if *count == 0 {
+                self.in_flight.remove(id);
+            }
+        }
+    }
+
+    /// Whether the host is still owed answers.
+    pub(crate) fn owes_answers(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// The daemon is gone: an error response for every request in flight (which are then no
+    /// longer owed), and forget the replayed requests still unanswered.
+    pub(crate) fn lost(&mut self, message: &str) -> Vec<Line> {
+        self.replay_pending.clear();
+        let mut answers = Vec::new();
+        for (id, count) in self.in_flight.drain() {
+            for _ in 0..count {
+                answers.push(error_response(Some(&id), ErrorCode::DAEMON_LOST, message));
+            }
+        }
+        answers
+    }
+
+    /// The lines to send a new daemon before anything else, in order; see the module docs.
+    pub(crate) fn replay(&mut self) -> Vec<Line> {
+        let mut lines = Vec::new();
+        if let Some((initialize, true)) = &self.initialize {
+            let initialize = initialize.clone();
+            lines.extend(self.with_replay_id(&initialize));
+        }
+        // Only after a replayed initialize: a notification before it would be out of order.
+        if let Some(initialized) = &self.initialized
+            && !lines.is_empty()
+        {
+            lines.push(initialized.clone());
+        }
+        if let Some(log_level) = self.log_level.clone() {
+            lines.extend(self.with_replay_id(&log_level));
+        }
+        for (_, subscribe) in self.subscriptions.clone() {
+            lines.extend(self.with_replay_id(&subscribe));
+        }
+        lines
+    }
+
+    fn with_replay_id(&mut self, request: &Envelope) -> Option<Line> {
+        let id = Id::string(&format!("{}{}", self.replay_prefix, self.next_replay));
+        self.next_replay += 1;
+        match request.rewrite_id(&id) {
+            Ok(rewritten) => {
+                self.replay_pending.insert(id);
+                Some(rewritten.to_line())
+            }
+            Err(error) => {
+                tracing::warn!(%error, method = request.method(), "cannot replay a request");
+                None
+            }
+        }
+    }
+}
+
+/// Call `each` for the message, or for each element of a batch.
+fn for_each_message(message: &Envelope, mut each: impl FnMut(&Envelope)) {
+    if message.kind() == Kind::Batch {
+        for element in message.batch() {
+            each(&Envelope::parse(element, Validation::Envelope));
+        }
+    } else {
+        each(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Envelope {
+        Envelope::parse(Line::new(text.to_owned()).unwrap(), Validation::Envelope)
+    }
+
+    fn text(lines: &[Line]) -> Vec<String> {
+        lines
+            .iter()
+            .map(|line| String::from_utf8(line.as_bytes().to_vec()).unwrap())
+            .collect()
+    }
+
+    /// The host says `text`, and it is sent.
+    fn host(ledger: &mut Ledger, text: &str) {
+        ledger.sent(&parse(text));
+    }
+
+    #[test]
+    fn owed_requests_get_one_error_each_when_the_daemon_is_lost() {
+        let mut ledger = Ledger::new();
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+        );
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":"1","method":"tools/list"}"#,
+        );
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call"}"#,
+        );
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call"}"#,
+        );
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call"}"#,
+        );
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#,
+        );
+        assert!(ledger.received(&parse(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)));
+        assert!(ledger.owes_answers());
+        let mut answers = text(&ledger.lost("gone"));
+        answers.sort();
+        let error = |id: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32081,"message":"gone"}}}}"#)
+        };
+        assert_eq!(answers, vec![error("\"1\""), error("2"), error("2")]);
+        assert!(!ledger.owes_answers());
+        assert!(ledger.lost("gone").is_empty(), "answered once only");
+    }
+
+    #[test]
+    fn batches_are_counted_element_by_element() {
+        let mut ledger = Ledger::new();
+        host(
+            &mut ledger,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#,
+        );
+        ledger.received(&parse(
+            r#"[{"jsonrpc":"2.0","id":2,"result":{}},{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}]"#,
+        ));
+        assert!(!ledger.owes_answers());
+    }
+
+    #[test]
+    fn replay_sends_initialize_initialized_level_and_live_subscriptions_and_swallows_answers() {
+        let mut ledger = Ledger::new();
+        assert!(ledger.replay().is_empty(), "nothing to replay yet");
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"capabilities":{}}}"#,
+        );
+        assert!(
+            ledger.replay().is_empty(),
+            "an unanswered initialize is the host's to retry"
+        );
+        assert!(ledger.received(&parse(r#"{"jsonrpc":"2.0","id":0,"result":{}}"#)));
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        );
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}"#,
+        );
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}"#,
+        );
+        for (id, method, uri) in [
+            (3, "resources/subscribe", "a://1"),
+            (4, "resources/subscribe", "a://2"),
+            (5, "resources/unsubscribe", "a://1"),
+            (6, "resources/subscribe", "a://2"),
+        ] {
+            host(
+                &mut ledger,
+                &format!(
+                    r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{{"uri":"{uri}"}}}}"#
+                ),
+            );
+        }
+        let _ = ledger.lost("gone");
+        let replay = text(&ledger.replay());
+        let prefix = format!("shoal-proxy-{}-replay-", std::process::id());
+        assert_eq!(
+            replay,
+            vec![
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":"{prefix}1","method":"initialize","params":{{"capabilities":{{}}}}}}"#
+                ),
+                r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#.to_owned(),
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":"{prefix}2","method":"logging/setLevel","params":{{"level":"debug"}}}}"#
+                ),
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":"{prefix}3","method":"resources/subscribe","params":{{"uri":"a://2"}}}}"#
+                ),
+            ]
+        );
+        assert!(
+            !ledger.owes_answers(),
+            "replayed requests are not the host's"
+        );
+        for n in 1..=3 {
+            let answer = format!(r#"{{"jsonrpc":"2.0","id":"{prefix}{n}","result":{{}}}}"#);
+            assert!(!ledger.received(&parse(&answer)), "answer {n} swallowed");
+        }
+        assert!(
+            ledger.received(&parse(&format!(
+                r#"{{"jsonrpc":"2.0","id":"{prefix}1","result":{{}}}}"#
+            ))),
+            "swallowed once only"
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! The proxy's event loop: host stdin → daemon, daemon → host stdout, and what happens when the
+//! daemon is lost (`LIFECYCLE.md` §4).
+//!
+//! One task owns everything: the host's stdio, the daemon connection (or the reconnect in
+//! progress), the [`Ledger`], and the queue of host messages that arrived while reconnecting.
+//!
+//! ```text
+//!  Up ──socket EOF / error / failed write──▶ lost: every owed request answered -32081 at once
+//!   ▲                                            │
+//!   │                                            ▼
+//!   └── replay (initialize, initialized,    Reconnecting: find_or_start with backoff; host
+//!       level, subscriptions), then the     messages queue (bounded, `queue_patience`, then
+//!       queue, in order                     answered with errors); gives up after
+//!                                           `reconnect_budget` → exit 1
+//! ```
+//!
+//! The host's stdout is only ever written whole lines, and never closed for a daemon fault: the
+//! host cannot tell a reconnect from a slow answer, except by the errors for what was in flight.
+//! Exits: stdin EOF (or SIGTERM) → stop reading, wait for owed answers up to `drain`, exit 0;
+//! host gone (watchdog, or a broken stdout) → exit 0 at once.
+
+use std::collections::VecDeque;
+use std::future::{Future, pending, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_core::Stream;
+use shoal_wire::{
+    Envelope, ErrorCode, Kind, Line, LineCodec, LineError, Validation, error_response,
+};
+use tokio::io::AsyncWriteExt as _;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+
+use crate::connect::{Connection, find_or_start};
+use crate::ledger::{DAEMON_LOST_MESSAGE, Ledger};
+use crate::{Error, Outcome, ParentWatch, ProxyConfig, StartError};
+
+/// Host messages held while reconnecting, at most: beyond this, requests are answered with an
+/// error at once. A host does not pipeline thousands of requests; this bounds a runaway one.
+const MAX_QUEUED: usize = 1024;
+const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+
+/// After a reconnect, a loss within this window counts as a repeat: the next reconnect waits a
+/// little longer (doubling up to [`MAX_LOSS_BACKOFF`]), so that a daemon that dies at once after
+/// every start is not restarted in a tight loop.
+const REPEAT_LOSS_WINDOW: Duration = Duration::from_secs(10);
+const FIRST_LOSS_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_LOSS_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The first and the longest pause between reconnect attempts.
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(100);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+const RECONNECTING_MESSAGE: &str = "shoal is reconnecting to the shared MCP server and could not \
+    send this request in time; retry it";
+const EXITING_MESSAGE: &str = "the shoal proxy is exiting (its input was closed) before this \
+    request was answered";
+
+/// The host cannot be written to any more: it is gone.
+struct HostGone;
+
+type Reconnect = Pin<Box<dyn Future<Output = Result<Connection, StartError>>>>;
+
+/// Find or start the daemon, then serve until an exit; see the module docs.
+pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outcome, Error> {
+    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
+    // SIGTERM is handled now, and the host's death is watched by `parent_gone` below: from here
+    // on a SIGTERM always means "stop" (see `ParentWatch::disarm_death_signal`).
+    watch.disarm_death_signal();
+    let host_pid = Some(watch.original_parent().as_raw())
+        .filter(|pid| *pid > 0)
+        .and_then(|pid| u32::try_from(pid).ok());
+    let config = Arc::new(config);
+    let first = find_or_start(&config, host_pid).await?;
+    tracing::debug!(daemon_pid = first.pid, "connected");
+    let mut session = Session {
+        config,
+        host_pid,
+        ledger: Ledger::new(),
+        stdout: tokio::io::stdout(),
+        queue: VecDeque::new(),
+        queued_bytes: 0,
+        queued_since: None,
+        impatient: false,
+        last_restored: None,
+        loss_backoff: FIRST_LOSS_BACKOFF,
+    };
+    session.serve(first, watch, &mut sigterm).await
+}
+
+struct Session {
+    config: Arc<ProxyConfig>,
+    host_pid: Option<u32>,
+    ledger: Ledger,
+    stdout: tokio::io::Stdout,
+    /// Host messages that arrived while reconnecting, in order.
+    queue: VecDeque<Envelope>,
+    queued_bytes: usize,
+    /// When the oldest queued message arrived.
+    queued_since: Option<Instant>,
+    /// The queue's patience ran out during this reconnect: requests are answered at once.
+    impatient: bool,
+    last_restored: Option<Instant>,
+    loss_backoff: Duration,
+}
+
+impl Session {
+    async fn serve(
+        &mut self,
+        first: Connection,
+        watch: &ParentWatch,
+        sigterm: &mut tokio::signal::unix::Signal,
+    ) -> Result<Outcome, Error> {
+        let mut stdin = FramedRead::new(tokio::io::stdin(), LineCodec::new());
+        let mut connection = Some(first);
+        let mut reconnect: Option<Reconnect> = None;
+        let mut reading = true;
+        let mut terminated = false;
+        let mut drain_deadline: Option<Instant> = None;
+        let parent_gone = watch.parent_gone();
+        tokio::pin!(parent_gone);
+        loop {
+            if connection.is_none() && reconnect.is_none() {
+                if self.lost().await.is_err() {
+                    return Ok(Outcome::HostGone);
+                }
+                reconnect = Some(self.reconnect());
+            }
+            if !reading && !self.ledger.owes_answers() && self.queue.is_empty() {
+                return Ok(if terminated {
+                    Outcome::Terminated
+                } else {
+                    Outcome::InputClosed
+                });
+            }
+            let patience = self
+                .queued_since
+                .map(|since| since + self.config.tuning.queue_patience);
+            let step = tokio::select! {
+                gone = &mut parent_gone => {
+                    tracing::info!(?gone, "the host is gone; exiting");
+                    return Ok(Outcome::HostGone);
+                }
+                _ = sigterm.recv() => {
+                    if watch.parent_is_gone() {
+                        tracing::info!("SIGTERM: the host is gone; exiting");
+                        return Ok(Outcome::HostGone);
+                    }
+                    if terminated {
+                        tracing::info!("second SIGTERM: exiting without waiting for answers");
+                        return Ok(Outcome::Terminated);
+                    }
+                    tracing::info!("SIGTERM: finishing the requests in flight, then exiting");
+                    terminated = true;
+                    reading = false;
+                    drain_deadline = Some(Instant::now() + self.config.tuning.drain);
+                    Ok(())
+                }
+                item = next_line(&mut stdin), if reading => match item {
+                    Some(Ok(Ok(line))) => self.on_host_line(line, &mut connection).await,
+                    Some(Ok(Err(error))) => self.bad_host_line(&error).await,
+                    None | Some(Err(_)) => {
+                        tracing::debug!("stdin closed; finishing the requests in flight");
+                        reading = false;
+                        drain_deadline = Some(Instant::now() + self.config.tuning.drain);
+                        Ok(())
+                    }
+                },
+                item = daemon_line(connection.as_mut()) => match item {
+                    Some(Ok(Ok(line))) => self.on_daemon_line(line).await,
+                    Some(Ok(Err(error))) => {
+                        // The daemon writes nothing longer than the codec's limit; drop it.
+                        tracing::warn!(%error, "dropped a line from the daemon");
+                        Ok(())
+                    }
+                    None | Some(Err(_)) => {
+                        connection = None;
+                        Ok(())
+                    }
+                },
+                result = reconnecting(reconnect.as_mut()) => {
+                    reconnect = None;
+                    match result {
+                        Ok(new) => {
+                            connection = Some(new);
+                            self.restored(&mut connection).await
+                        }
+                        Err(source) => {
+                            let _ = self.answer_all(RECONNECTING_MESSAGE).await;
+                            return Err(Error::Reconnect {
+                                budget: self.config.tuning.reconnect_budget,
+                                source,
+                            });
+                        }
+                    }
+                }
+                () = sleep_until(patience) => self.expire_queue().await,
+                () = sleep_until(drain_deadline) => {
+                    tracing::info!("answers still owed after the drain bound; exiting");
+                    let _ = self.answer_all(EXITING_MESSAGE).await;
+                    return Ok(if terminated { Outcome::Terminated } else { Outcome::InputClosed });
+                }
+            };
+            if step.is_err() {
+                return Ok(Outcome::HostGone);
+            }
+        }
+    }
+
+    /// A line from the host: to the daemon, or to the queue while reconnecting.
+    async fn on_host_line(
+        &mut self,
+        line: Line,
+        connection: &mut Option<Connection>,
+    ) -> Result<(), HostGone> {
+        let message = Envelope::parse(line, Validation::Envelope);
+        if connection.is_some() {
+            self.ledger.sent(&message);
+            write_daemon(connection, message.line()).await;
+            return Ok(());
+        }
+        let full = self.queue.len() >= MAX_QUEUED
+            || self.queued_bytes + message.line().len() > MAX_QUEUED_BYTES;
+        if self.impatient || full {
+            return self.refuse(&message, RECONNECTING_MESSAGE).await;
+        }
+        self.queued_bytes += message.line().len();
+        self.queued_since.get_or_insert_with(Instant::now);
+        self.queue.push_back(message);
+        Ok(())
+    }
+
+    /// A line the codec rejected (too long, not UTF-8): nothing of it can be forwarded, and its
+    /// id is unknown, so the host gets the JSON-RPC error for an unreadable message.
+    async fn bad_host_line(&mut self, error: &LineError) -> Result<(), HostGone> {
+        tracing::warn!(%error, "dropped a line from the host");
+        let (code, message) = match error {
+            LineError::TooLong { .. } => (
+                ErrorCode::INVALID_REQUEST,
+                format!("{error}: the message was dropped"),
+            ),
+            _ => (ErrorCode::PARSE_ERROR, format!("Parse error: {error}")),
+        };
+        self.write_host(&error_response(None, code, &message)).await
+    }
+
+    /// A line from the daemon: to the host, unless it answers a replayed request.
+    async fn on_daemon_line(&mut self, line: Line) -> Result<(), HostGone> {
+        let message = Envelope::parse(line, Validation::Envelope);
+        if self.ledger.received(&message) {
+            self.write_host(message.line()).await?;
+        }
+        Ok(())
+    }
+
+    /// The daemon connection is gone: answer what it owed, now.
+    async fn lost(&mut self) -> Result<(), HostGone> {
+        let answers = self.ledger.lost(DAEMON_LOST_MESSAGE);
+        tracing::warn!(
+            requests_in_flight = answers.len(),
+            "lost the shared daemon; answering the requests in flight with errors and reconnecting"
+        );
+        for answer in &answers {
+            self.write_host(answer).await?;
+        }
+        Ok(())
+    }
+
+    /// The reconnect: find or start a daemon until one answers or the budget is spent.
+    fn reconnect(&mut self) -> Reconnect {
+        let repeat = self
+            .last_restored
+            .is_some_and(|at| at.elapsed() < REPEAT_LOSS_WINDOW);
+        let pause = if repeat {
+            let pause = self.loss_backoff;
+            self.loss_backoff = (self.loss_backoff * 2).min(MAX_LOSS_BACKOFF);
+            pause
+        } else {
+            self.loss_backoff = FIRST_LOSS_BACKOFF;
+            Duration::ZERO
+        };
+        let config = Arc::clone(&self.config);
+        let host_pid = self.host_pid;
+        Box::pin(async move {
+            tokio::time::sleep(pause).await;
+            let deadline = Instant::now() + config.tuning.reconnect_budget;
+            let mut delay = FIRST_RETRY_DELAY;
+            loop {
+                match find_or_start(&config, host_pid).await {
+                    Ok(connection) => return Ok(connection),
+                    Err(error) if Instant::now() + delay < deadline => {
+                        tracing::warn!(
+                            error = %error,
+                            retry_in = ?delay,
+                            "could not reach a shared daemon"
+                        );
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(MAX_RETRY_DELAY);
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+        })
+    }
+
+    /// Connected again: replay the session, then send what queued meanwhile.
+    async fn restored(&mut self, connection: &mut Option<Connection>) -> Result<(), HostGone> {
+        self.last_restored = Some(Instant::now());
+        let replay = self.ledger.replay();
+        tracing::warn!(
+            daemon_pid = connection.as_ref().map(|connection| connection.pid),
+            replayed = replay.len(),
+            queued = self.queue.len(),
+            "reconnected to the shared daemon; replaying the session"
+        );
+        for line in &replay {
+            write_daemon(connection, line).await;
+        }
+        while connection.is_some()
+            && let Some(message) = self.queue.pop_front()
+        {
+            self.queued_bytes -= message.line().len();
+            self.ledger.sent(&message);
+            write_daemon(connection, message.line()).await;
+        }
+        if self.queue.is_empty() {
+            self.queued_since = None;
+        }
+        self.impatient = false;
+        Ok(())
+    }
+
+    /// The queue waited `queue_patience`: answer its requests with errors, and every later one at
+    /// once until connected again.
+    async fn expire_queue(&mut self) -> Result<(), HostGone> {
+        tracing::warn!(
+            queued = self.queue.len(),
+            "still reconnecting; answering the queued requests with errors"
+        );
+        self.impatient = true;
+        self.queued_since = None;
+        self.queued_bytes = 0;
+        while let Some(message) = self.queue.pop_front() {
+            self.refuse(&message, RECONNECTING_MESSAGE).await?;
+        }
+        Ok(())
+    }
+
+    /// Answer everything still owed or queued with `message` (the proxy is about to exit).
+    async fn answer_all(&mut self, message: &str) -> Result<(), HostGone> {
+        for answer in self.ledger.lost(message) {
+            self.write_host(&answer).await?;
+        }
+        self.queued_bytes = 0;
+        self.queued_since = None;
+        while let Some(queued) = self.queue.pop_front() {
+            self.refuse(&queued, message).await?;
+        }
+        Ok(())
+    }
+
+    /// Answer the requests in a host message that will not be sent with an error.
+    async fn refuse(&mut self, message: &Envelope, text: &str) -> Result<(), HostGone> {
+        let mut ids = Vec::new();
+        if message.kind() == Kind::Batch {
+            for element in message.batch() {
+                let element = Envelope::parse(element, Validation::Envelope);
+                if element.kind() == Kind::Request {
+                    ids.extend(element.id());
+                }
+            }
+        } else if message.kind() == Kind::Request {
+            ids.extend(message.id());
+        }
+        for id in ids {
+            self.write_host(&error_response(Some(&id), ErrorCode::DAEMON_LOST, text))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Write one whole line to the host. A failure means the host is gone (EPIPE).
+    async fn write_host(&mut self, line: &Line) -> Result<(), HostGone> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        let written = async {
+            self.stdout.write_all(&bytes).await?;
+            self.stdout.flush().await
+        }
+        .await;
+        written.map_err(|error| {
+            tracing::info!(%error, "cannot write to the host; it is gone");
+            HostGone
+        })
+    }
+}
+
+/// Write one line to the daemon; on failure the connection is dropped (and the loop reconnects).
+async fn write_daemon(connection: &mut Option<Connection>, line: &Line) {
+    let Some(open) = connection else {
+        return;
+    };
+    let mut bytes = Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    if let Err(error) = open.writer.write_all(&bytes).await {
+        tracing::debug!(%error, "writing to the daemon failed");
+        *connection = None;
+    }
+}
+
+/// The next item of a framed line stream.
+async fn next_line<S>(stream: &mut S) -> Option<S::Item>
+where
+    S: Stream + Unpin,
+{
+    poll_fn(|context| Pin::new(&mut *stream).poll_next(context)).await
+}
+
+/// The daemon's next line; never resolves without a connection.
+async fn daemon_line(
+    connection: Option<&mut Connection>,
+) -> Option<Result<Result<Line, LineError>, shoal_wire::Error>> {
+    match connection {
+        Some(connection) => next_line(&mut connection.reader).await,
+        None => pending().await,
+    }
+}
+
+/// The reconnect's result; never resolves when none is in progress.
+async fn reconnecting(reconnect: Option<&mut Reconnect>) -> Result<Connection, StartError> {
+    match reconnect {
+        Some(reconnect) => reconnect.await,
+        None => pending().await,
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => pending().await,
+    }
+}
