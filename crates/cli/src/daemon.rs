@@ -1,14 +1,11 @@
 //! `shoal daemon`: run the daemon for one project and server command.
 
-use std::ffi::OsString;
 use std::fs::File;
 use std::os::fd::{BorrowedFd, FromRawFd as _, OwnedFd, RawFd};
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use shoal_daemon::{DaemonConfig, DaemonKey, ExitReason, Outcome, parse_idle_timeout};
+use shoal_daemon::{DaemonConfig, ExitReason, Outcome};
 
 use crate::exit;
 
@@ -22,28 +19,12 @@ use crate::exit;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct DaemonArgs {
-    /// The project root; the server runs there [default: the git top level of the current
-    /// directory, else the current directory]
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
-
-    /// Seconds without sessions before the daemon exits; 0 means never [env: SHOAL_IDLE_TIMEOUT]
-    /// [default: 300]
-    #[arg(long, value_name = "SECS")]
-    idle_timeout: Option<String>,
-
-    /// An environment variable whose value is part of the daemon's identity (repeatable): sessions
-    /// with different values get different daemons
-    #[arg(long = "key-env", value_name = "NAME")]
-    key_env: Vec<OsString>,
+    #[command(flatten)]
+    server: crate::server::ServerArgs,
 
     /// Write the one-line readiness message to this inherited file descriptor, then close it
     #[arg(long, value_name = "FD")]
     ready_fd: Option<RawFd>,
-
-    /// The MCP server's command line
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    command: Vec<OsString>,
 }
 
 pub(crate) fn run(args: DaemonArgs) -> ExitCode {
@@ -90,50 +71,12 @@ pub(crate) fn run(args: DaemonArgs) -> ExitCode {
 }
 
 fn config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
-    let cwd = std::env::current_dir().context("read the current directory")?;
-    let root = crate::root::project_root(args.root.as_deref(), &cwd).with_context(|| {
-        format!(
-            "use {} as the project root",
-            args.root.as_deref().unwrap_or(&cwd).display()
-        )
-    })?;
-    let idle_timeout = idle_timeout(args.idle_timeout.as_deref())?;
-    let key_env = args
-        .key_env
-        .iter()
-        .map(|name| (name.clone(), std::env::var_os(name)))
-        .collect();
-    let key = DaemonKey::new(
-        root,
-        args.command.clone(),
-        env!("CARGO_PKG_VERSION"),
-        shoal_wire::PROTOCOL,
-        key_env,
-    );
-    let (runtime_dir, _) = shoal_daemon::resolve_runtime_dir(
-        |name| std::env::var_os(name),
-        nix::unistd::geteuid().as_raw(),
-    );
-    let mut config = DaemonConfig::new(key, runtime_dir);
-    config.idle_timeout = idle_timeout;
+    let server = args.server.resolve()?;
+    let mut config = DaemonConfig::new(server.key, server.runtime_dir);
+    config.idle_timeout = server.idle_timeout;
     Ok(config)
 }
 
-/// `--idle-timeout`, else `SHOAL_IDLE_TIMEOUT`, else the default.
-pub(crate) fn idle_timeout(flag: Option<&str>) -> anyhow::Result<Option<Duration>> {
-    if let Some(value) = flag {
-        return parse_idle_timeout(value).context("read --idle-timeout");
-    }
-    match std::env::var("SHOAL_IDLE_TIMEOUT") {
-        Ok(value) => parse_idle_timeout(&value).context("read SHOAL_IDLE_TIMEOUT"),
-        Err(std::env::VarError::NotPresent) => Ok(Some(shoal_daemon::DEFAULT_IDLE_TIMEOUT)),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(anyhow!("read SHOAL_IDLE_TIMEOUT: it is not valid UTF-8"))
-        }
-    }
-}
-
-/// Own the inherited descriptor `fd`, after checking it is open, and mark it close-on-exec.
 fn take_inherited_fd(fd: RawFd) -> anyhow::Result<File> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     if fd <= 2 {

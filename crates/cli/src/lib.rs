@@ -20,6 +20,7 @@ mod logs;
 mod proxy;
 mod root;
 mod select;
+mod server;
 mod status;
 mod stop;
 

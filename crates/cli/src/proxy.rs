@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use anyhow::{Context as _, anyhow};
-use shoal_daemon::{DaemonKey, DaemonPaths};
+use shoal_daemon::DaemonPaths;
 use shoal_proxy::{DaemonCommand, KeyFiles, Outcome, ParentWatch, ProxyConfig};
 
 use crate::exit;
@@ -23,28 +23,12 @@ use crate::exit;
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ProxyArgs {
-    /// The project root; the server runs there [default: the git top level of the current
-    /// directory, else the current directory]
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
-
-    /// Seconds without sessions before the daemon exits; 0 means never [env: SHOAL_IDLE_TIMEOUT]
-    /// [default: 300]
-    #[arg(long, value_name = "SECS")]
-    idle_timeout: Option<String>,
-
-    /// An environment variable whose value is part of the daemon's identity (repeatable): sessions
-    /// with different values get different daemons
-    #[arg(long = "key-env", value_name = "NAME")]
-    key_env: Vec<OsString>,
+    #[command(flatten)]
+    server: crate::server::ServerArgs,
 
     /// Fail (exit 1) instead of running the server directly when shoal cannot share it here
     #[arg(long)]
     no_fallback: bool,
-
-    /// The MCP server's command line
-    #[arg(last = true, required = true, value_name = "COMMAND")]
-    command: Vec<OsString>,
 }
 
 /// The watchdog, armed by [`arm_if_proxy`] before anything else ran.
@@ -84,11 +68,11 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
                     anyhow::Error::new(error)
                 );
             }
-            let error = shoal_proxy::exec_directly(&args.command);
-            crate::report(
-                &anyhow::Error::new(error)
-                    .context(format!("run `{}`", args.command[0].to_string_lossy())),
-            );
+            let error = shoal_proxy::exec_directly(&args.server.command);
+            crate::report(&anyhow::Error::new(error).context(format!(
+                "run `{}`",
+                args.server.command[0].to_string_lossy()
+            )));
             ExitCode::from(exit::FAILURE)
         }
         Err(shoal_proxy::Error::Start(error)) => {
@@ -120,33 +104,13 @@ fn current_exe() -> anyhow::Result<PathBuf> {
 }
 
 fn config(args: &ProxyArgs, program: PathBuf, watch: &ParentWatch) -> anyhow::Result<ProxyConfig> {
-    let cwd = std::env::current_dir().context("read the current directory")?;
-    let root = crate::root::project_root(args.root.as_deref(), &cwd).with_context(|| {
-        format!(
-            "use {} as the project root",
-            args.root.as_deref().unwrap_or(&cwd).display()
-        )
-    })?;
-    // Checked here so that a bad value is a usage error now, not a daemon that fails to start.
-    crate::daemon::idle_timeout(args.idle_timeout.as_deref())?;
-    // The same key `shoal daemon` computes from the same arguments and environment: the daemon's
-    // hello must name it, which catches any drift between the two.
-    let key_env = args
-        .key_env
-        .iter()
-        .map(|name| (name.clone(), std::env::var_os(name)))
-        .collect();
-    let key = DaemonKey::new(
-        root.clone(),
-        args.command.clone(),
-        env!("CARGO_PKG_VERSION"),
-        shoal_wire::PROTOCOL,
-        key_env,
-    );
-    let (runtime_dir, _) = shoal_daemon::resolve_runtime_dir(
-        |name| std::env::var_os(name),
-        nix::unistd::geteuid().as_raw(),
-    );
+    // Resolved here so that a bad value is a usage error now, not a daemon that fails to start.
+    let crate::server::Server {
+        root,
+        key,
+        runtime_dir,
+        ..
+    } = args.server.resolve()?;
     let paths = DaemonPaths::new(&runtime_dir, &key.id());
 
     let mut daemon_args: Vec<OsString> = vec![
@@ -156,14 +120,14 @@ fn config(args: &ProxyArgs, program: PathBuf, watch: &ParentWatch) -> anyhow::Re
         "--root".into(),
         root.clone().into(),
     ];
-    if let Some(idle_timeout) = &args.idle_timeout {
+    if let Some(idle_timeout) = &args.server.idle_timeout {
         daemon_args.extend(["--idle-timeout".into(), idle_timeout.into()]);
     }
-    for name in &args.key_env {
+    for name in &args.server.key_env {
         daemon_args.extend(["--key-env".into(), name.clone()]);
     }
     daemon_args.push("--".into());
-    daemon_args.extend(args.command.iter().cloned());
+    daemon_args.extend(args.server.command.iter().cloned());
 
     Ok(ProxyConfig {
         files: KeyFiles {

@@ -1,0 +1,89 @@
+//! The arguments that name a daemon — project root, server command, key variables — and its idle
+//! timeout. `shoal proxy` and `shoal daemon` share them because both must compute the very same
+//! key from them: the daemon's hello names its key, and a proxy refuses any other.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use shoal_daemon::{DaemonKey, parse_idle_timeout};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServerArgs {
+    /// The project root; the server runs there [default: the git top level of the current
+    /// directory, else the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
+
+    /// Seconds without sessions before the daemon exits; 0 means never [env: SHOAL_IDLE_TIMEOUT]
+    /// [default: 300]
+    #[arg(long, value_name = "SECS")]
+    pub(crate) idle_timeout: Option<String>,
+
+    /// An environment variable whose value is part of the daemon's identity (repeatable): sessions
+    /// with different values get different daemons
+    #[arg(long = "key-env", value_name = "NAME")]
+    pub(crate) key_env: Vec<OsString>,
+
+    /// The MCP server's command line
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub(crate) command: Vec<OsString>,
+}
+
+/// What the arguments and the environment resolve to.
+pub(crate) struct Server {
+    pub(crate) root: PathBuf,
+    pub(crate) key: DaemonKey,
+    pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) runtime_dir: PathBuf,
+}
+
+impl ServerArgs {
+    pub(crate) fn resolve(&self) -> anyhow::Result<Server> {
+        let cwd = std::env::current_dir().context("read the current directory")?;
+        let root = crate::root::project_root(self.root.as_deref(), &cwd).with_context(|| {
+            format!(
+                "use {} as the project root",
+                self.root.as_deref().unwrap_or(&cwd).display()
+            )
+        })?;
+        let idle_timeout = idle_timeout(self.idle_timeout.as_deref())?;
+        let key_env = self
+            .key_env
+            .iter()
+            .map(|name| (name.clone(), std::env::var_os(name)))
+            .collect();
+        let key = DaemonKey::new(
+            root.clone(),
+            self.command.clone(),
+            env!("CARGO_PKG_VERSION"),
+            shoal_wire::PROTOCOL,
+            key_env,
+        );
+        let (runtime_dir, _) = shoal_daemon::resolve_runtime_dir(
+            |name| std::env::var_os(name),
+            nix::unistd::geteuid().as_raw(),
+        );
+        Ok(Server {
+            root,
+            key,
+            idle_timeout,
+            runtime_dir,
+        })
+    }
+}
+
+/// `--idle-timeout`, else `SHOAL_IDLE_TIMEOUT`, else the default.
+fn idle_timeout(flag: Option<&str>) -> anyhow::Result<Option<Duration>> {
+    if let Some(value) = flag {
+        return parse_idle_timeout(value).context("read --idle-timeout");
+    }
+    match std::env::var("SHOAL_IDLE_TIMEOUT") {
+        Ok(value) => parse_idle_timeout(&value).context("read SHOAL_IDLE_TIMEOUT"),
+        Err(std::env::VarError::NotPresent) => Ok(Some(shoal_daemon::DEFAULT_IDLE_TIMEOUT)),
+        Err(std::env::VarError::NotUnicode(_)) => {
+            Err(anyhow!("read SHOAL_IDLE_TIMEOUT: it is not valid UTF-8"))
+        }
+    }
+}
