@@ -265,14 +265,15 @@ impl Router {
         self.tasks.client_left(client);
     }
 
-    /// Forget the backend request `backend_id` for its client (answered elsewhere, cancelled, or
-    /// the client left). Returns whether the backend still holds it and should be told.
+    /// Forget the backend request `backend_id` for its client (cancelled, or the client left).
+    /// Returns whether to tell the backend to cancel it.
     fn release(&mut self, backend_id: u64) -> bool {
         match self.in_flight.get_mut(&backend_id) {
-            // Its answer still does the daemon's work (a first subscribe, a task's creation).
+            // Its answer still does the daemon's work (a first subscribe others wait on, a task's
+            // creation): the backend must still answer it, so it is not cancelled there.
             Some(entry) if entry.hook != Hook::None => {
                 entry.owner = Owner::Gone;
-                true
+                false
             }
             Some(_) => {
                 self.in_flight.remove(&backend_id);
@@ -481,7 +482,8 @@ impl Router {
             }
             Some("tasks/list") => self.forward(client, id, &envelope, Hook::ListsTasks, out),
             _ => {
-                let hook = if tasks::is_task_augmented(&envelope) {
+                // Only a backend that offers tasks can create one: others never pay for the scan.
+                let hook = if self.backend_offers("tasks") && tasks::is_task_augmented(&envelope) {
                     Hook::CreatesTask
                 } else {
                     Hook::None
