@@ -66,6 +66,10 @@ impl Batches {
     /// The answer to request `id`: kept if it belongs to a batch (`Ok`, with the joined answer
     /// once the batch is complete), handed back otherwise.
     pub(super) fn answered(&mut self, id: &Id, answer: Outgoing) -> Result<Option<Line>, Outgoing> {
+        // The common case, on every answer: no batch open, nothing to hash.
+        if self.members.is_empty() {
+            return Err(answer);
+        }
         let Some(batch) = self.members.remove(id) else {
             return Err(answer);
         };
