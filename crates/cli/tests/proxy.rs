@@ -62,13 +62,37 @@ const SCENARIO_DEADLINE: Duration = Duration::from_secs(300);
 /// Rounds of scenario 13 here; `cargo xtask race proxy` runs more.
 const COLD_START_ROUNDS: u32 = 3;
 
+/// Rounds of each fault scenario (16, 19, 20): `SHOAL_FAULT_ROUNDS`, default 1. `cargo xtask race
+/// faults` sets it to repeat them, each round with fresh processes and a fresh runtime dir.
+fn fault_rounds() -> u32 {
+    match std::env::var("SHOAL_FAULT_ROUNDS") {
+        Ok(rounds) => rounds
+            .parse()
+            .unwrap_or_else(|_| panic!("SHOAL_FAULT_ROUNDS={rounds:?} is not a number of rounds")),
+        Err(_) => 1,
+    }
+}
+
+/// Runs `round` [`fault_rounds`] times, saying which round failed if one does (the panic itself
+/// carries the details).
+fn repeat(scenario: &str, round: fn()) {
+    let rounds = fault_rounds();
+    for n in 0..rounds {
+        if rounds > 1 {
+            eprintln!("{scenario}: round {}/{rounds}", n + 1);
+        }
+        round();
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("host") {
         return proxy_util::host_main(&args[1..]);
     }
     // One at a time: scenario 13 alone runs ~66 processes on a 2-core machine.
-    shoal_testkit::scenarios::run(SCENARIOS, SCENARIO_DEADLINE, 1)
+    // The fault scenarios repeat when asked to, and each round needs its own time.
+    shoal_testkit::scenarios::run(SCENARIOS, SCENARIO_DEADLINE * fault_rounds(), 1)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,6 +203,10 @@ fn stale_socket_and_lock() {
 /// Scenario 16: a daemon that dies during start-up (its server command does not exist) → the
 /// proxy reports the daemon's reason and the tail of daemon.log, promptly.
 fn daemon_start_failure_is_reported() {
+    repeat("scenario 16", daemon_start_failure_round);
+}
+
+fn daemon_start_failure_round() {
     let scratch = Scratch::new("nostart");
     let server: Vec<OsString> = vec!["/nonexistent/mcp-server".into()];
     let (mut command, stderr) = scratch.proxy(&["--no-fallback"], &server);
@@ -215,6 +243,10 @@ fn daemon_start_failure_is_reported() {
 /// Scenario 19: the host is SIGKILLed while its proxy's stdin stays open (another process holds
 /// it) → the proxy exits within 1 s (asserted with slack), and the daemon's client count drops.
 fn host_killed() {
+    repeat("scenario 19", host_killed_round);
+}
+
+fn host_killed_round() {
     let scratch = Scratch::new("host");
     let server = scratch.server(&[]);
     let paths = scratch.paths(&server);
@@ -250,8 +282,13 @@ fn host_killed() {
 /// (one new backend), replays its session, and the host's next request works without
 /// re-initializing; the proxies live on and their stdout never closes.
 fn daemon_killed_under_load() {
+    repeat("scenario 20", daemon_killed_round);
+}
+
+fn daemon_killed_round() {
     const PROXIES: usize = 4;
     const IN_FLIGHT: usize = 3;
+    const ECHOES: usize = 16;
     let scratch = Scratch::new("killed");
     let server = scratch.server(&[]);
     let paths = scratch.paths(&server);
@@ -297,9 +334,56 @@ fn daemon_killed_under_load() {
             .is_some_and(|ids| ids.len() >= PROXIES * IN_FLIGHT)
     });
     drop(probe);
+    // Echoes pipelined right before the kill land anywhere: still in the proxy, in the daemon,
+    // at the backend, or answered and on their way back. Each must get exactly one response:
+    // its result or shoal's error, never nothing.
+    let echoes: Vec<Vec<(Value, String)>> = sessions
+        .iter_mut()
+        .enumerate()
+        .map(|(n, session)| {
+            (0..ECHOES)
+                .map(|k| {
+                    let text = format!("echo {k} from proxy {n}");
+                    let id = session
+                        .client
+                        .send_request(
+                            "tools/call",
+                            json!({"name": "echo", "arguments": {"text": text}}),
+                        )
+                        .unwrap();
+                    (id, text)
+                })
+                .collect()
+        })
+        .collect();
 
     shoal_testkit::process::kill(old.pid).unwrap();
     let killed = Instant::now();
+    let (mut answered, mut failed) = (0, 0);
+    for (session, echoes) in sessions.iter_mut().zip(&echoes) {
+        for (id, text) in echoes {
+            let name = session.client.name().to_owned();
+            let response = session
+                .client
+                .wait_response(id, WAIT)
+                .unwrap_or_else(|error| panic!("{name}: {error}\nstderr:\n{}", session.stderr()));
+            match response.error() {
+                Some(error) => {
+                    assert_eq!(error.code, -32081, "{name}: {error:?}");
+                    failed += 1;
+                }
+                None => {
+                    let result = response.into_result().unwrap();
+                    assert_eq!(result["content"][0]["text"], Value::from(text.as_str()));
+                    answered += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "scenario 20: of {} echoes pipelined before the kill, {answered} answered, {failed} failed",
+        PROXIES * ECHOES
+    );
     for (session, ids) in sessions.iter_mut().zip(&in_flight) {
         for id in ids {
             let name = session.client.name().to_owned();
@@ -355,6 +439,20 @@ fn daemon_killed_under_load() {
                 .contains("reconnected to the shared daemon"),
             "{}",
             session.stderr()
+        );
+    }
+    // Exactly one response per request: nothing answered twice is left over.
+    for session in &mut sessions {
+        let name = session.client.name().to_owned();
+        let stray: Vec<Value> = session
+            .client
+            .drain()
+            .into_iter()
+            .filter(|message| message.get("method").is_none())
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "{name}: responses nobody asked for: {stray:?}"
         );
     }
     // The killed daemon was a child of one of the proxies, which reaped it: no zombie remains.

@@ -5,6 +5,7 @@
 //! `xtask race-child <target> ARGS...`. Contenders are real processes so that the kernel, not a
 //! thread scheduler, decides the interleavings.
 
+mod faults;
 mod lockfile;
 mod proxy;
 mod router;
@@ -16,6 +17,9 @@ pub(crate) enum Target {
     Lockfile,
     /// 64 `shoal proxy` processes start at once on a cold root: one daemon, one backend.
     Proxy,
+    /// SCENARIOS 16, 19, 20: a daemon dying at start-up, a host SIGKILLed, a daemon SIGKILLed
+    /// under load; each repeated with fresh processes.
+    Faults,
     /// SCENARIO 33: 32 clients × 1000 requests per round with random cancels and disconnects
     /// through one daemon; every answer checked for owner, id and type.
     Router,
@@ -24,13 +28,14 @@ pub(crate) enum Target {
 impl Target {
     /// The targets CI runs, in order. `Router` is not among them: the test suite already runs its
     /// soak at CI scale.
-    pub(crate) const ALL: &'static [Target] = &[Target::Lockfile, Target::Proxy];
+    pub(crate) const ALL: &'static [Target] = &[Target::Lockfile, Target::Proxy, Target::Faults];
 }
 
 pub(crate) fn run(target: Target, rounds: u32) -> anyhow::Result<()> {
     match target {
         Target::Lockfile => lockfile::run(rounds),
         Target::Proxy => proxy::run(rounds),
+        Target::Faults => faults::run(rounds),
         Target::Router => router::run(rounds),
     }
 }
@@ -39,6 +44,7 @@ pub(crate) fn child(target: Target, args: &[String]) -> anyhow::Result<()> {
     match target {
         Target::Lockfile => lockfile::child(args),
         Target::Proxy => proxy::child(args),
+        Target::Faults => anyhow::bail!("the fault races have no child processes of their own"),
         Target::Router => anyhow::bail!("the router race has no child processes of its own"),
     }
 }
