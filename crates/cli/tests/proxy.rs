@@ -326,6 +326,24 @@ fn daemon_killed_round() {
             .collect();
         in_flight.push(ids);
     }
+    // A host the server is waiting on: its `sample` call is in flight, and so is the server's
+    // sampling request to it, unanswered.
+    let mut asked = scratch.client("asked", &server);
+    asked
+        .client
+        .initialize(json!({"sampling": {}}))
+        .unwrap_or_else(|error| panic!("asked: initialize: {error}\nstderr:\n{}", asked.stderr()));
+    let sample_call = asked
+        .client
+        .send_request(
+            "tools/call",
+            json!({"name": "sample", "arguments": {"prompt": "hi"}}),
+        )
+        .unwrap();
+    let sampling = asked
+        .client
+        .expect_request("sampling/createMessage", WAIT)
+        .unwrap();
     let mut probe = scratch.client("probe", &server);
     probe.initialize();
     wait_until("the slow calls reach the backend", WAIT, || {
@@ -397,6 +415,31 @@ fn daemon_killed_round() {
             assert_eq!(error.code, -32081, "{name}: {error:?}");
         }
     }
+    // The host waited on by the lost daemon: its call fails, the server's request is withdrawn,
+    // and its late answer goes nowhere; the session goes on.
+    let response = asked.client.wait_response(&sample_call, WAIT).unwrap();
+    assert_eq!(
+        response.error().map(|error| error.code),
+        Some(-32081),
+        "{response:?}"
+    );
+    let withdrawn = asked
+        .client
+        .expect_notification("notifications/cancelled", WAIT)
+        .unwrap();
+    assert_eq!(
+        withdrawn["params"]["requestId"], sampling["id"],
+        "{withdrawn}"
+    );
+    asked
+        .client
+        .respond(
+            &sampling["id"],
+            json!({"role": "assistant", "content": {"type": "text", "text": "late"}, "model": "m"}),
+        )
+        .unwrap();
+    asked.echo("after the withdrawal");
+    drop(asked);
     eprintln!(
         "scenario 20: {} in-flight requests answered {:?} after the daemon's SIGKILL",
         PROXIES * IN_FLIGHT,

@@ -14,6 +14,13 @@
 //!
 //! Replayed requests carry proxy-owned ids (`"shoal-proxy-<pid>-replay-<n>"`, a string no host
 //! plausibly uses) and their answers are swallowed: the host already had its own.
+//!
+//! # Requests to the host
+//!
+//! The daemon also sends the host requests (sampling, elicitation, roots, ping) under ids it mints
+//! itself, counting from 1 in every daemon. Those requests die with their daemon: the host is told
+//! they are withdrawn (`notifications/cancelled`), and a late answer to one is dropped rather than
+//! passed to the next daemon, which could have asked something else under the same id.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,6 +30,11 @@ use shoal_wire::{Envelope, ErrorCode, Field, Id, Kind, Line, Validation, error_r
 pub(crate) const DAEMON_LOST_MESSAGE: &str = "shoal lost the shared MCP server process (its \
     daemon exited) while this request was in flight; the request may or may not have run. \
     shoal is reconnecting: retry the request";
+
+/// The `reason` of the cancellation the host gets for a request of a lost daemon. A constant
+/// without quotes or backslashes: it is put into JSON as it is.
+const WITHDRAWN_REASON: &str = "shoal lost the shared MCP server process (its daemon exited) \
+    while this request was waiting for an answer";
 
 /// The host's unanswered requests and its session memory.
 #[derive(Debug)]
@@ -38,6 +50,9 @@ pub(crate) struct Ledger {
     log_level: Option<Envelope>,
     /// Subscribed URIs, in subscription order, with the request that subscribed.
     subscriptions: Vec<(String, Envelope)>,
+    /// Ids of requests the daemon sent the host and that it has neither answered nor had
+    /// withdrawn. Bounded by the daemon, which withdraws what its server gives up on.
+    asked: HashSet<Id>,
     /// Ids of replayed requests whose answers are still to be swallowed.
     replay_pending: HashSet<Id>,
     replay_prefix: String,
@@ -52,6 +67,7 @@ impl Ledger {
             initialized: None,
             log_level: None,
             subscriptions: Vec::new(),
+            asked: HashSet::new(),
             replay_pending: HashSet::new(),
             replay_prefix: format!("shoal-proxy-{}-replay-", std::process::id()),
             next_replay: 1,
@@ -89,10 +105,24 @@ impl Ledger {
         });
     }
 
-    /// A host message is written to the daemon: its requests are now owed an answer; a
-    /// cancellation releases the request it names (a cancelled request may never be answered);
-    /// what it means for a replay is remembered.
-    pub(crate) fn sent(&mut self, message: &Envelope) {
+    /// A host message is about to be written to the daemon. Returns false if it must not be: it
+    /// answers a request of a daemon that is gone (see the module docs).
+    ///
+    /// Otherwise its requests are now owed an answer; a cancellation releases the request it
+    /// names (a cancelled request may never be answered); what it means for a replay is
+    /// remembered.
+    pub(crate) fn sent(&mut self, message: &Envelope) -> bool {
+        if matches!(message.kind(), Kind::Response | Kind::ErrorResponse)
+            && let Some(id) = message.id()
+            && !self.asked.remove(&id)
+        {
+            // The id is the daemon's, not the host's; no payload is logged.
+            tracing::debug!(
+                id = id.as_str(),
+                "dropped the host's answer to a request of a daemon that is gone"
+            );
+            return false;
+        }
         self.remember(message);
         for_each_message(message, |message| match message.kind() {
             Kind::Request => {
@@ -105,8 +135,15 @@ impl Ledger {
                     self.answered(&id);
                 }
             }
+            // An answer inside a batch: batches are passed on whole.
+            Kind::Response | Kind::ErrorResponse => {
+                if let Some(id) = message.id() {
+                    self.asked.remove(&id);
+                }
+            }
             _ => {}
         });
+        true
     }
 
     /// A message from the daemon. Returns false if it must not reach the host (the answer to a
@@ -125,18 +162,29 @@ impl Ledger {
             }
             return false;
         }
-        for_each_message(message, |message| {
-            if let Some(id) = message.id()
-                && matches!(message.kind(), Kind::Response | Kind::ErrorResponse)
-            {
-                if message.kind() == Kind::Response
-                    && let Some((initialize, answered)) = &mut self.initialize
-                    && initialize.id().as_ref() == Some(&id)
-                {
-                    *answered = true;
+        for_each_message(message, |message| match message.kind() {
+            Kind::Response | Kind::ErrorResponse => {
+                if let Some(id) = message.id() {
+                    if message.kind() == Kind::Response
+                        && let Some((initialize, answered)) = &mut self.initialize
+                        && initialize.id().as_ref() == Some(&id)
+                    {
+                        *answered = true;
+                    }
+                    self.answered(&id);
                 }
-                self.answered(&id);
             }
+            Kind::Request => {
+                if let Some(id) = message.id() {
+                    self.asked.insert(id);
+                }
+            }
+            Kind::Notification if message.method() == Some("notifications/cancelled") => {
+                if let Some(id) = message.get(Field::RequestId) {
+                    self.asked.remove(&id);
+                }
+            }
+            _ => {}
         });
         true
     }
@@ -156,16 +204,23 @@ impl Ledger {
     }
 
     /// The daemon is gone: an error response for every request in flight (which are then no
-    /// longer owed), and forget the replayed requests still unanswered.
+    /// longer owed), a cancellation for every request it was waiting on the host for, and forget
+    /// the replayed requests still unanswered.
     pub(crate) fn lost(&mut self, message: &str) -> Vec<Line> {
         self.replay_pending.clear();
-        let mut answers = Vec::new();
+        let mut lines = Vec::new();
         for (id, count) in self.in_flight.drain() {
             for _ in 0..count {
-                answers.push(error_response(Some(&id), ErrorCode::DAEMON_LOST, message));
+                lines.push(error_response(Some(&id), ErrorCode::DAEMON_LOST, message));
             }
         }
-        answers
+        lines.extend(self.asked.drain().filter_map(|id| withdrawn(&id)));
+        lines
+    }
+
+    /// How many requests the daemon has sent the host that are still open.
+    pub(crate) fn asked(&self) -> usize {
+        self.asked.len()
     }
 
     /// The lines to send a new daemon before anything else, in order; see the module docs.
@@ -206,6 +261,19 @@ impl Ledger {
     }
 }
 
+/// `notifications/cancelled` for a request of the daemon's that will never be waited for.
+fn withdrawn(id: &Id) -> Option<Line> {
+    let text = format!(
+        r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"{WITHDRAWN_REASON}"}}}}"#,
+        id.as_str()
+    );
+    // An id is JSON without raw newlines (the scanner checks the strings it reads), so this
+    // cannot fail; if it ever did, the host would merely not be told.
+    Line::new(text)
+        .inspect_err(|error| tracing::warn!(%error, "cannot withdraw a request from the host"))
+        .ok()
+}
+
 /// Call `each` for the message, or for each element of a batch.
 fn for_each_message(message: &Envelope, mut each: impl FnMut(&Envelope)) {
     if message.kind() == Kind::Batch {
@@ -234,7 +302,7 @@ mod tests {
 
     /// The host says `text`, and it is sent.
     fn host(ledger: &mut Ledger, text: &str) {
-        ledger.sent(&parse(text));
+        assert!(ledger.sent(&parse(text)), "{text} is passed on");
     }
 
     #[test]
@@ -358,6 +426,53 @@ mod tests {
                 r#"{{"jsonrpc":"2.0","id":"{prefix}1","result":{{}}}}"#
             ))),
             "swallowed once only"
+        );
+    }
+
+    #[test]
+    fn requests_of_a_lost_daemon_are_withdrawn_and_late_answers_to_them_dropped() {
+        let mut ledger = Ledger::new();
+        for asked in [
+            r#"{"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":8,"method":"roots/list"}"#,
+            r#"{"jsonrpc":"2.0","id":9,"method":"elicitation/create","params":{}}"#,
+        ] {
+            assert!(ledger.received(&parse(asked)));
+        }
+        // Answered, and withdrawn by the daemon: neither is the new daemon's business.
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":8,"result":{"roots":[]}}"#,
+        );
+        assert!(ledger.received(&parse(
+            r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}"#
+        )));
+        assert_eq!(ledger.asked(), 1);
+        assert_eq!(
+            text(&ledger.lost("gone")),
+            vec![format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":7,"reason":"{WITHDRAWN_REASON}"}}}}"#
+            )]
+        );
+        assert_eq!(ledger.asked(), 0);
+
+        // The host answers late; the next daemon has asked something under the same id.
+        let late = r#"{"jsonrpc":"2.0","id":7,"result":{"role":"assistant"}}"#;
+        assert!(!ledger.sent(&parse(late)), "a late answer is dropped");
+        assert!(ledger.received(&parse(r#"{"jsonrpc":"2.0","id":7,"method":"roots/list"}"#)));
+        host(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":7,"result":{"roots":[]}}"#,
+        );
+        assert!(
+            !ledger.sent(&parse(r#"{"jsonrpc":"2.0","id":7,"result":{"roots":[]}}"#)),
+            "answered once"
+        );
+        assert!(
+            !ledger.sent(&parse(
+                r#"{"jsonrpc":"2.0","id":"7","error":{"code":1,"message":"x"}}"#
+            )),
+            "ids keep their type: \"7\" was never asked"
         );
     }
 }

@@ -218,8 +218,9 @@ impl Session {
     ) -> Result<(), HostGone> {
         let message = Envelope::parse(line, Validation::Envelope);
         if connection.is_some() {
-            self.ledger.sent(&message);
-            write_daemon(connection, message.line()).await;
+            if self.ledger.sent(&message) {
+                write_daemon(connection, message.line()).await;
+            }
             return Ok(());
         }
         let full = self.queue.len() >= MAX_QUEUED
@@ -258,13 +259,16 @@ impl Session {
 
     /// The daemon connection is gone: answer what it owed, now.
     async fn lost(&mut self) -> Result<(), HostGone> {
-        let answers = self.ledger.lost(DAEMON_LOST_MESSAGE);
+        let withdrawn = self.ledger.asked();
+        let lines = self.ledger.lost(DAEMON_LOST_MESSAGE);
         tracing::warn!(
-            requests_in_flight = answers.len(),
-            "lost the shared daemon; answering the requests in flight with errors and reconnecting"
+            requests_in_flight = lines.len().saturating_sub(withdrawn),
+            requests_withdrawn = withdrawn,
+            "lost the shared daemon; answering the requests in flight with errors, withdrawing \
+             its requests to the host, and reconnecting"
         );
-        for answer in &answers {
-            self.write_host(answer).await?;
+        for line in &lines {
+            self.write_host(line).await?;
         }
         Ok(())
     }
@@ -323,8 +327,9 @@ impl Session {
             && let Some(message) = self.queue.pop_front()
         {
             self.queued_bytes -= message.line().len();
-            self.ledger.sent(&message);
-            write_daemon(connection, message.line()).await;
+            if self.ledger.sent(&message) {
+                write_daemon(connection, message.line()).await;
+            }
         }
         if self.queue.is_empty() {
             self.queued_since = None;
