@@ -90,6 +90,8 @@ async def deadline(what: str, awaitable: Awaitable[Any], secs: float = STEP) -> 
         return await asyncio.wait_for(awaitable, secs)
     except TimeoutError:
         raise Failure(f"timed out after {secs:.0f} s waiting for {what}") from None
+    except CallError as error:
+        raise Failure(f"{what}: answered with error {error}") from None
 
 
 def sampling_answer(name: str, asked: str) -> str:
@@ -346,7 +348,9 @@ class TypeScriptPeer(Peer):
         await self.process.wait()
         # The TypeScript SDK SIGTERMs a server that has not exited 2 s after its stdin closed;
         # a proxy must exit by itself.
-        if exit != {"code": 0, "signal": None}:
+        if exit["sdkErrors"]:
+            raise Failure(f"{self.name}: the SDK reported errors: {exit['sdkErrors']}")
+        if (exit["code"], exit["signal"]) != (0, None):
             raise Failure(f"{self.name}: its proxy did not exit 0 by itself after stdin closed: {exit}")
         return "its proxy exited 0 on stdin EOF"
 

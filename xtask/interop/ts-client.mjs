@@ -32,6 +32,7 @@ function send(message) {
 let client;
 let transport;
 let proxy;
+const sdkErrors = [];
 
 const ops = {
   async open({ command, args, env }) {
@@ -52,7 +53,27 @@ const ops = {
     client.setNotificationHandler(ResourceUpdatedNotificationSchema, (notification) => {
       send({ event: "updated", uri: notification.params.uri });
     });
+    client.onerror = (error) => {
+      // Our own progress tokens (see `call`) are unknown to the SDK; anything else is a failure.
+      if (!String(error?.message).includes("progress notification for an unknown token")) {
+        sdkErrors.push(String(error?.message ?? error));
+      }
+    };
     await client.connect(transport);
+    // Progress is observed here, as it comes off the wire in order, rather than through
+    // `onprogress`: the pinned SDK runs notification handlers a microtask later but retires a
+    // request's progress handler synchronously with its response, so a final progress that
+    // arrives in the same read as the response is dropped (typescript-sdk issue #2580). interop
+    // checks what shoal delivers, not that race.
+    const dispatch = transport.onmessage;
+    transport.onmessage = (message, extra) => {
+      const token = message.method === "notifications/progress" ? message.params?.progressToken : undefined;
+      if (typeof token === "string" && token.startsWith("interop-")) {
+        const { progress, total } = message.params;
+        send({ event: "progress", id: Number(token.slice("interop-".length)), progress, total });
+      }
+      dispatch(message, extra);
+    };
     // The proxy's ChildProcess, to check how it exits; a private field of the pinned SDK.
     proxy = transport._process;
     return {
@@ -65,11 +86,11 @@ const ops = {
     return (await client.listTools()).tools.map((tool) => tool.name);
   },
   async call({ id, name: tool, arguments: args, withProgress }) {
-    const options = { timeout: 600_000 };
-    if (withProgress) {
-      options.onprogress = ({ progress, total }) => send({ event: "progress", id, progress, total });
-    }
-    const result = await client.callTool({ name: tool, arguments: args }, undefined, options);
+    // A string token of our own (the Python SDK uses numbers), seen in `transport.onmessage`.
+    const params = withProgress
+      ? { name: tool, arguments: args, _meta: { progressToken: `interop-${id}` } }
+      : { name: tool, arguments: args };
+    const result = await client.callTool(params, undefined, { timeout: 600_000 });
     return result.content.filter((content) => content.type === "text").map((content) => content.text).join("\n");
   },
   async subscribe({ uri }) {
@@ -88,7 +109,7 @@ const ops = {
     });
     await client.close();
     await exited;
-    return { code: proxy?.exitCode ?? null, signal: proxy?.signalCode ?? null };
+    return { code: proxy?.exitCode ?? null, signal: proxy?.signalCode ?? null, sdkErrors };
   },
 };
 

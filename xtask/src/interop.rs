@@ -43,8 +43,8 @@ const PYTHON_CLIENTS: usize = 3;
 const CLIENTS: usize = PYTHON_CLIENTS + 1;
 /// The oldest Node.js the pinned everything server (and its dependencies) supports.
 const NODE_MIN_MAJOR: u32 = 20;
-/// The oldest Python the pinned `mcp` supports.
-const PYTHON_MIN: (u32, u32) = (3, 10);
+/// The oldest Python the driver (`asyncio.timeout`) and the pinned wheels support.
+const PYTHON_MIN: (u32, u32) = (3, 11);
 
 /// Run interop, installing the pinned peers first if needed; with `install_only`, stop after
 /// installing (what `.ci/run` calls, so the install is a visible step of its own).
@@ -109,7 +109,7 @@ impl Tools {
     fn find() -> anyhow::Result<Tools> {
         const NODE_HINT: &str = "interop runs the reference MCP server on Node.js: install Node.js \
             20 or newer with npm (e.g. `apt-get install nodejs npm`, or from https://nodejs.org)";
-        const PYTHON_HINT: &str = "interop runs the official MCP Python SDK: install Python 3.10 \
+        const PYTHON_HINT: &str = "interop runs the official MCP Python SDK: install Python 3.11 \
             or newer with its venv module (e.g. `apt-get install python3 python3-venv`)";
         let node = which("node").context(NODE_HINT)?;
         let npm = which("npm").context(NODE_HINT)?;
@@ -306,7 +306,6 @@ impl Scratch {
 /// What one line of the script (or its end) says.
 enum Message {
     Line(String),
-    Eof,
     Exited(std::io::Result<ExitStatus>),
 }
 
@@ -365,29 +364,22 @@ impl Run {
             .stdout
             .take()
             .context("the script's stdout is piped")?;
+        // One thread reads the script's lines, then waits for it to exit: every line reaches the
+        // loop below before the exit does.
         let (tx, rx) = mpsc::channel();
-        let lines = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
-                match line {
-                    Ok(line) => {
-                        if lines.send(Message::Line(line)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(_) => break,
+                let Ok(line) = line else { break };
+                if tx.send(Message::Line(line)).is_err() {
+                    return;
                 }
             }
-            let _ = lines.send(Message::Eof);
-        });
-        std::thread::spawn(move || {
             let _ = tx.send(Message::Exited(child.wait()));
         });
 
         let mut before: Option<Daemon> = None;
         let mut failure: Option<String> = None;
         let mut done = false;
-        let mut eof = false;
         let status = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(message) = rx.recv_timeout(left) else {
@@ -406,10 +398,6 @@ impl Run {
             };
             let line = match message {
                 Message::Line(line) => line,
-                Message::Eof => {
-                    eof = true;
-                    continue;
-                }
                 Message::Exited(status) => {
                     break status.context("failed to wait for the client script")?;
                 }
@@ -439,17 +427,6 @@ impl Run {
                 _ => say(&format!("interop: clients.py: {line}")),
             }
         };
-        // Its stdout may still hold lines when it exits; they were sent before `Exited` only if
-        // the reader got there first, which the order of the two threads does not promise.
-        if !eof {
-            while let Ok(Message::Line(line)) = rx.recv_timeout(Duration::from_secs(1)) {
-                if let Ok(event) = serde_json::from_str::<Value>(&line)
-                    && event["event"] == "fail"
-                {
-                    failure = event["reason"].as_str().map(str::to_owned);
-                }
-            }
-        }
         if let Some(reason) = failure {
             bail!("interop failed: {reason}");
         }

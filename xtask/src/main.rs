@@ -40,7 +40,7 @@ enum Task {
     /// Run real third-party MCP clients (the Python SDK) and a real server (the reference
     /// everything server) through `shoal proxy`, with a daemon SIGKILL in the middle. Installs
     /// the pinned peers (xtask/interop/) into target/interop/ first if needed; needs Node.js 20+
-    /// with npm and Python 3.10+.
+    /// with npm and Python 3.11+.
     ///
     /// Example: cargo xtask interop
     Interop {
