@@ -1,22 +1,26 @@
 //! `cargo xtask interop`: real third-party MCP peers talk through `shoal proxy`.
 //!
-//! The server is the reference `@modelcontextprotocol/server-everything` (npm), the clients are
-//! the official Python SDK (`mcp` on PyPI); both are pinned in `xtask/interop/` and installed
-//! into `target/interop/` (never globally) when missing or when the pins changed. What runs:
+//! The server is the reference `@modelcontextprotocol/server-everything` (npm); the clients are
+//! the official Python SDK (`mcp` on PyPI) and the official TypeScript SDK (npm). All are pinned
+//! in `xtask/interop/` and installed into `target/interop/` (never globally) when missing or when
+//! the pins changed. What runs (`docs/interop.md` is the user's view):
 //!
-//! - `xtask/interop/clients.py` opens three client sessions at once, each through its own
+//! - `xtask/interop/clients.py` opens four client sessions at once (three Python SDK sessions,
+//!   and one TypeScript SDK session run by `ts-client.mjs`), each through its own
 //!   `shoal proxy --no-fallback -- node <everything server>`, with a private `SHOAL_RUNTIME_DIR`
-//!   (so it never touches the user's daemons), and drives them: tool calls with progress, a
-//!   sampling round trip, a resource subscription and its updates, and a tool call in flight in
-//!   every client when the daemon is SIGKILLed; after the kill the same sessions keep working.
+//!   (so it never touches the user's daemons), and drives them: tool calls with progress,
+//!   sampling round trips, a resource subscription and its updates, and a tool call in flight in
+//!   every session when the daemon is SIGKILLed; after the kill the same sessions keep working.
 //! - This module is the coordinator. At each `sync` line of the script it checks shoal from
 //!   outside (`shoal status --json` and `/proc`): one daemon and one server process serve every
-//!   client; at `mid-call` (every client has a call in flight and has seen its progress) it
+//!   session; at `mid-call` (every session has a call in flight and has seen its progress) it
 //!   SIGKILLs the daemon; at `recovered` it checks that exactly one new daemon and server took
-//!   over. At the end `shoal stop --all` must leave no daemon and no server process.
+//!   over and the old ones are gone. At the end `shoal stop --all` must leave no daemon and no
+//!   server process.
 //!
-//! Synchronisation is by events only (the script's lines, the SDK's progress notifications); a
-//! global deadline kills the script's process group and the daemons, and fails the run.
+//! Synchronisation is by events only (the script's lines, which follow the SDKs' answers and
+//! notifications); a global deadline kills the script, its proxies and the daemons, and fails the
+//! run.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -33,7 +37,7 @@ use shoal_testkit::process::{is_alive, wait_for_exit};
 use crate::util::{cargo, project_root, run_command, say};
 
 /// The whole run, from the first proxy to the last check, must fit in this; a hang anywhere is a
-/// failure after it, never a stuck CI job. A normal run takes about ten seconds.
+/// failure after it, never a stuck CI job. A normal run takes about five seconds.
 const GLOBAL_DEADLINE: Duration = Duration::from_secs(180);
 /// How long a killed or stopped process may take to disappear.
 const EXIT_WAIT: Duration = Duration::from_secs(15);
@@ -321,7 +325,7 @@ struct Run {
     tools: Tools,
     peers: Peers,
     scratch: Scratch,
-    /// The script's process group (it and the proxies), killed if the run fails.
+    /// The script's process group, killed if the run fails.
     script_group: Option<u32>,
     /// Every daemon and backend pid seen, checked gone at the end.
     daemons: BTreeSet<(u32, u32)>,
@@ -351,7 +355,8 @@ impl Run {
             .current_dir(&self.scratch.base)
             .env("PYTHONUNBUFFERED", "1")
             .env("SHOAL_RUNTIME_DIR", &self.scratch.runtime_dir)
-            // Its own group, so that a failure can kill it and every proxy it started at once.
+            // Its own group, so that a failure can kill it and ts-client.mjs at once (the Python
+            // SDK starts each proxy in a session of its own: `report_failure` finds those).
             .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -508,21 +513,17 @@ impl Run {
         }
     }
 
-    /// `shoal status --json` shows exactly one running daemon, under our runtime dir, with
-    /// `clients` sessions and a running server, and `/proc` shows exactly that server.
+    /// `shoal status --json` shows exactly one daemon (one key: every session computed the same
+    /// one), running, under our runtime dir, with `clients` sessions and a server that never
+    /// restarted; and `/proc` shows exactly that server process for the project.
     fn one_daemon(&mut self, clients: usize) -> anyhow::Result<Daemon> {
         let status = self.status()?;
-        let running: Vec<&Value> = status
-            .iter()
-            .filter(|entry| entry["state"] == "running")
-            .collect();
         ensure!(
-            running.len() == 1,
-            "expected exactly one running daemon, status shows {}: {}",
-            running.len(),
+            status.len() == 1 && status[0]["state"] == "running",
+            "expected exactly one daemon, running; status shows {}",
             Value::from(status.clone())
         );
-        let entry = running[0];
+        let entry = &status[0];
         let dir = entry["dir"].as_str().unwrap_or_default();
         ensure!(
             Path::new(dir).starts_with(&self.scratch.runtime_dir),
@@ -531,8 +532,9 @@ impl Run {
         );
         ensure!(
             entry["clients"].as_u64() == Some(clients as u64)
-                && entry["backend_state"] == "running",
-            "expected {clients} clients and a running server: {entry}"
+                && entry["backend_state"] == "running"
+                && entry["backend_restarts"] == 0,
+            "expected {clients} clients and a running server that never restarted: {entry}"
         );
         let pid = as_pid(&entry["pid"]).with_context(|| format!("no daemon pid in {entry}"))?;
         let backend_pid =
