@@ -180,6 +180,10 @@ class PythonPeer(Peer):
         self.closing = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.transport_errors: list[str] = []
+        # When set, the next sampling request signals the first event and is answered only once
+        # the second is set; `sampling_answered` is set when that answer has been returned.
+        self.sampling_gate: tuple[asyncio.Event, asyncio.Event] | None = None
+        self.sampling_answered = asyncio.Event()
 
     async def open(self) -> str:
         self.task = asyncio.ensure_future(self.live())
@@ -219,6 +223,13 @@ class PythonPeer(Peer):
     async def on_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
         asked = "".join(m.content.text for m in params.messages if isinstance(m.content, types.TextContent))
         self.samples.append(asked)
+        if (gate := self.sampling_gate) is not None:
+            self.sampling_gate = None
+            arrived, release = gate
+            arrived.set()
+            await release.wait()
+            # The SDK sends our answer once we return; a loop turn later it is written.
+            asyncio.get_running_loop().call_soon(self.sampling_answered.set)
         return types.CreateMessageResult(
             role="assistant",
             content=types.TextContent(type="text", text=sampling_answer(self.name, asked)),
@@ -441,22 +452,16 @@ async def toggle_updates(peer: Peer) -> None:
         raise Failure(f"{peer.name}: toggle-subscriber-updates answered {text!r}, expected it to start updates")
 
 
-async def interrupted_call(peer: Peer, first_progress: asyncio.Event) -> str:
-    """A long tool call that is in flight when the daemon is SIGKILLed. shoal's proxy answers it
-    with -32081 (a tool call is not safe to retry); anything else is a failure."""
-
-    async def on_progress(progress: float, total: float | None) -> None:
-        first_progress.set()
-
+async def interrupted_call(peer: Peer, tool: str, arguments: dict[str, Any], progress: Progress | None) -> str:
+    """A tool call that is in flight when the daemon is SIGKILLed. shoal's proxy answers it with
+    -32081 (a tool call is not safe to retry); anything else is a failure."""
     try:
-        text = await peer.call(
-            "trigger-long-running-operation", {"duration": LONG_CALL_SECS, "steps": LONG_CALL_SECS}, on_progress
-        )
+        text = await peer.call(tool, arguments, progress)
     except CallError as error:
         if error.code != DAEMON_LOST:
-            raise Failure(f"{peer.name}: the call in flight at the kill failed with {error}, expected {DAEMON_LOST}") from None
+            raise Failure(f"{peer.name}: the {tool} call in flight at the kill failed with {error}, expected {DAEMON_LOST}") from None
         return error.message
-    raise Failure(f"{peer.name}: the call in flight at the kill completed ({text!r}); the kill came too late")
+    raise Failure(f"{peer.name}: the {tool} call in flight at the kill completed ({text!r}); the kill came too late")
 
 
 async def scenario(peers: list[Peer], coordinator: Coordinator) -> None:
@@ -487,12 +492,34 @@ async def scenario(peers: list[Peer], coordinator: Coordinator) -> None:
     await all_of([p.wait_updates(RESOURCE, 1) for p in peers])
     check("resource updates", f"notifications/resources/updated for {RESOURCE} reached all {len(peers)} subscribers")
 
-    # 5. SIGKILL the daemon while every client has a tool call in flight.
-    started = [asyncio.Event() for _ in peers]
-    calls = [asyncio.ensure_future(interrupted_call(p, e)) for p, e in zip(peers, started)]
+    # 5. SIGKILL the daemon while every client has a tool call in flight: the others a long
+    # operation that has reported progress, the first a sampling tool whose sampling request it
+    # holds unanswered until after the kill (as a host waiting for its user would). Started last,
+    # its call is the most recent, so the sampling request comes to it (docs/routing.md).
+    holder = peers[0]
+    assert isinstance(holder, PythonPeer)
+    sampling_arrived, sampling_release = asyncio.Event(), asyncio.Event()
+    holder.sampling_gate = (sampling_arrived, sampling_release)
+    calls: list[asyncio.Future[str]] = []
+    waits: list[Awaitable[Any]] = []
+    for peer in peers[1:]:
+        progressed = asyncio.Event()
+
+        async def on_progress(progress: float, total: float | None, progressed: asyncio.Event = progressed) -> None:
+            progressed.set()
+
+        long_call = {"duration": LONG_CALL_SECS, "steps": LONG_CALL_SECS}
+        calls.append(asyncio.ensure_future(interrupted_call(peer, "trigger-long-running-operation", long_call, on_progress)))
+        waits.append(deadline(f"{peer.name}: first progress of its long call", progressed.wait()))
     try:
-        await all_of([deadline(f"{p.name}: first progress of its long call", e.wait()) for p, e in zip(peers, started)])
-        check("mid-call", f"all {len(peers)} clients have a tool call in flight and saw its progress")
+        await all_of(waits)
+        prompt = {"prompt": "held across the kill", "maxTokens": 16}
+        calls.insert(0, asyncio.ensure_future(interrupted_call(holder, "trigger-sampling-request", prompt, None)))
+        await deadline(f"{holder.name}: the server's sampling request", sampling_arrived.wait())
+        check(
+            "mid-call",
+            f"{holder.name} holds a sampling request of its tool call, {len(peers) - 1} clients have a long call in flight and saw its progress",
+        )
         answer = await coordinator.sync("mid-call")
         if not answer.startswith("killed "):
             raise Failure(f"the coordinator answered {answer!r} at mid-call, expected 'killed <pid>'")
@@ -500,10 +527,15 @@ async def scenario(peers: list[Peer], coordinator: Coordinator) -> None:
             deadline(f"{p.name}: an answer to the call in flight at the kill", asyncio.shield(c))
             for p, c in zip(peers, calls)
         ])
+        check("in-flight calls at the kill", f"each answered {DAEMON_LOST} by its proxy: {messages[0]!r}")
+        # The answer to the dead daemon's sampling request now goes to the new daemon, which
+        # never asked: it must not disturb the session (the echo below is its next request).
+        sampling_release.set()
+        await deadline(f"{holder.name}: answering the held sampling request", holder.sampling_answered.wait())
     finally:
         for call in calls:
             call.cancel()
-    check("in-flight calls at the kill", f"each answered {DAEMON_LOST} by its proxy: {messages[0]!r}")
+        sampling_release.set()
 
     # 6. Same sessions, no restart: every client keeps working against the new daemon.
     await all_of([echo(p, "after the kill") for p in peers])

@@ -37,8 +37,9 @@ enum Task {
         #[arg(long, default_value_t = 50)]
         rounds: u32,
     },
-    /// Run real third-party MCP clients (the Python SDK) and a real server (the reference
-    /// everything server) through `shoal proxy`, with a daemon SIGKILL in the middle. Installs
+    /// Run real third-party MCP clients (the official Python and TypeScript SDKs) and a real
+    /// server (the reference everything server) through `shoal proxy`, with a daemon SIGKILL in
+    /// the middle; see docs/interop.md. Installs
     /// the pinned peers (xtask/interop/) into target/interop/ first if needed; needs Node.js 20+
     /// with npm and Python 3.11+.
     ///
