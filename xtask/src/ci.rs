@@ -69,6 +69,9 @@ pub(crate) fn run() -> anyhow::Result<()> {
     for target in crate::race::Target::ALL {
         crate::race::run(*target, CI_RACE_ROUNDS)?;
     }
+    // Real third-party MCP peers through `shoal proxy` (installs them into target/interop/ if
+    // `.ci/run` has not already).
+    crate::interop::run(false)?;
     crate::fuzz::run(CI_FUZZ_TIME)?;
     say("ci: all checks passed");
     Ok(())

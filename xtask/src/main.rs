@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod fuzz;
+mod interop;
 mod race;
 mod util;
 
@@ -21,7 +22,7 @@ struct Args {
 #[derive(Subcommand)]
 enum Task {
     /// Run everything CI runs: fmt check, clippy -D warnings, the test suite, doc tests, packaging
-    /// checks, and the race tests at a CI-sized repetition count.
+    /// checks, the race tests at a CI-sized repetition count, and interop.
     ///
     /// Example: cargo xtask ci
     Ci,
@@ -35,6 +36,18 @@ enum Task {
         /// How many rounds to run; every round must end with the expected outcome.
         #[arg(long, default_value_t = 50)]
         rounds: u32,
+    },
+    /// Run real third-party MCP clients (the official Python and TypeScript SDKs) and a real
+    /// server (the reference everything server) through `shoal proxy`, with a daemon SIGKILL in
+    /// the middle; see docs/interop.md. Installs
+    /// the pinned peers (xtask/interop/) into target/interop/ first if needed; needs Node.js 20+
+    /// with npm and Python 3.11+.
+    ///
+    /// Example: cargo xtask interop
+    Interop {
+        /// Only install the pinned peers (npm and PyPI), do not run.
+        #[arg(long)]
+        install_only: bool,
     },
     /// Internal: a contender process started by `race`. Not for humans.
     #[command(hide = true)]
@@ -67,6 +80,7 @@ fn main() -> std::process::ExitCode {
     let result = match args.task {
         Task::Ci => ci::run(),
         Task::Race { target, rounds } => race::run(target, rounds),
+        Task::Interop { install_only } => interop::run(install_only),
         Task::RaceChild { target, args } => race::child(target, &args),
         Task::Fuzz { secs } => fuzz::run(std::time::Duration::from_secs(secs)),
         Task::Bench { target } => bench::run(target),

@@ -1,6 +1,7 @@
 //! `shoal proxy` end to end, with real processes: the `shoal` binary as proxies and daemons, the
 //! workspace's `shoal-fixture` as the MCP server, test clients (and a re-executed "host") on the
-//! proxies' stdio. SCENARIOS 13, 14, 16, 19, 20, the fallback, the stdin-EOF drain and the help.
+//! proxies' stdio. SCENARIOS 13, 14, 16, 19, 20, server requests held across a daemon kill, the
+//! fallback, the stdin-EOF drain and the help.
 //!
 //! Run one: `cargo test -p shoal --test proxy -- scenario_20`.
 
@@ -40,6 +41,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     (
         "scenario_20_daemon_killed_under_load_proxies_answer_reconnect_and_replay",
         daemon_killed_under_load,
+    ),
+    (
+        "server_requests_held_across_a_daemon_kill_are_never_confused_with_new_ones",
+        server_requests_held_across_a_daemon_kill,
     ),
     (
         "fallback_runs_the_server_directly_when_the_runtime_dir_is_unusable",
@@ -500,6 +505,101 @@ fn daemon_killed_round() {
     }
     // The killed daemon was a child of one of the proxies, which reaped it: no zombie remains.
     wait_until("the killed daemon is reaped", WAIT, || reaped(old.pid));
+}
+
+/// A host holds server-to-client requests (sampling requests: its user is deciding) when the
+/// daemon is SIGKILLed. The session goes on with a new daemon, whose requests must not reuse a
+/// held request's id (the host still has them open, and ids must be unique among its server's
+/// requests), and the host's late answers to the held requests must not be taken for answers to
+/// new ones. Found by `cargo xtask interop`: every daemon numbered its requests from the same
+/// start, so a new daemon serving the same session reused the held ids. Several requests are held
+/// and asked again, so that the two ranges of ids overlap whatever the daemons' start-up traffic.
+fn server_requests_held_across_a_daemon_kill() {
+    const HELD: usize = 4;
+    let scratch = Scratch::new("held");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let mut session = scratch.client("host", &server);
+    session
+        .client
+        .initialize(json!({"sampling": {}}))
+        .unwrap_or_else(|error| panic!("initialize: {error}\nstderr:\n{}", session.stderr()));
+    let ask_all = |session: &mut Session, round: &str| -> (Vec<Value>, Vec<Value>) {
+        let calls: Vec<Value> = (0..HELD)
+            .map(|n| {
+                let prompt = format!("{round} {n}");
+                let call = json!({"name": "sample", "arguments": {"prompt": prompt}});
+                session.client.send_request("tools/call", call).unwrap()
+            })
+            .collect();
+        let requests = (0..HELD)
+            .map(|_| {
+                session
+                    .client
+                    .expect_request("sampling/createMessage", WAIT)
+                    .unwrap_or_else(|error| {
+                        panic!("{round}: {error}\nstderr:\n{}", session.stderr())
+                    })
+            })
+            .collect();
+        (calls, requests)
+    };
+    let (lost, held) = ask_all(&mut session, "first");
+
+    let old = status(&paths.socket).expect("status");
+    shoal_testkit::process::kill(old.pid).unwrap();
+    for call in &lost {
+        let answer = session.client.wait_response(call, WAIT).unwrap();
+        assert_eq!(
+            answer.error().map(|error| error.code),
+            Some(-32081),
+            "{answer:?}"
+        );
+    }
+
+    // The same session asks again (as -32081 invites): the new daemon relays new requests.
+    let (calls, fresh) = ask_all(&mut session, "second");
+    let held_ids: Vec<&Value> = held.iter().map(|request| &request["id"]).collect();
+    for request in &fresh {
+        assert!(
+            !held_ids.contains(&&request["id"]),
+            "the new daemon reused the id of a request the host still holds: {request}, held: \
+             {held_ids:?}"
+        );
+    }
+    // The user answers the old dialogs first, then the new ones, each quoting what it answers.
+    let reply = |request: &Value, text: &str| {
+        let prompt = request["params"]["messages"][0]["content"]["text"]
+            .as_str()
+            .unwrap_or("?");
+        json!({"role": "assistant", "content": {"type": "text", "text": format!("{text} {prompt}")}, "model": "m"})
+    };
+    for request in &held {
+        session
+            .client
+            .respond(&request["id"], reply(request, "stale"))
+            .unwrap();
+    }
+    for request in &fresh {
+        session
+            .client
+            .respond(&request["id"], reply(request, "fresh"))
+            .unwrap();
+    }
+    for (n, call) in calls.iter().enumerate() {
+        let result = session
+            .client
+            .wait_response(call, WAIT)
+            .unwrap()
+            .into_result()
+            .unwrap();
+        assert_eq!(
+            result["structuredContent"]["response"]["content"]["text"],
+            format!("fresh second {n}"),
+            "the server got another request's answer: {result}"
+        );
+    }
+    assert_eq!(status(&paths.socket).expect("status").n_clients, 1);
 }
 
 /// The fallback: with an unusable runtime dir (a regular file; a directory writable by others),

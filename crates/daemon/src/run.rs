@@ -281,7 +281,11 @@ fn start_and_serve(
                 log,
                 idle_timeout: config.idle_timeout,
                 tuning: config.tuning.clone(),
-                router: Router::new(config.key.root(), &version),
+                router: Router::new(
+                    config.key.root(),
+                    &version,
+                    &format!("{}-{:x}", meta.pid, meta.started_at_unix_ms),
+                ),
             },
             ownership,
             events_sender.clone(),

@@ -89,7 +89,11 @@ pub(crate) struct Router {
     phase: Phase,
     clients: HashMap<ClientId, ClientState>,
     in_flight: HashMap<u64, InFlight>,
+    /// Requests out at clients, by the number in the id the client saw (see `asked_id`).
     asked: HashMap<u64, Asked>,
+    /// What the ids of requests routed to clients start with: unique to this daemon process
+    /// (see `Router::new`).
+    asked_prefix: String,
     /// The backend's id of each request out at a client → the id the client saw.
     asked_by_backend: HashMap<Id, u64>,
     subscriptions: Subscriptions,
@@ -183,7 +187,14 @@ enum Hook {
 const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
 impl Router {
-    pub(crate) fn new(root: &Path, shoal_version: &str) -> Router {
+    /// A router for the project at `root`. `instance` names this daemon process uniquely among
+    /// the daemons a session may ever meet (the daemon uses its pid and start time): the ids of
+    /// requests routed to clients carry it, because a session outlives its daemon. A proxy whose
+    /// daemon dies reconnects its host to a new one, and the host may still hold a request of the
+    /// old daemon (a sampling dialog open) and answer it later; were the new daemon's ids to
+    /// start where the old one's did, that late answer would be taken for the answer to another
+    /// request, and the host would see two open requests with one id.
+    pub(crate) fn new(root: &Path, shoal_version: &str, instance: &str) -> Router {
         Router {
             root_uri: file_uri(root),
             root_name: root
@@ -197,6 +208,7 @@ impl Router {
             clients: HashMap::new(),
             in_flight: HashMap::new(),
             asked: HashMap::new(),
+            asked_prefix: format!("shoal-{instance}-"),
             asked_by_backend: HashMap::new(),
             subscriptions: Subscriptions::default(),
             levels: Levels::default(),
@@ -330,7 +342,11 @@ impl Router {
         for (asked_id, asked) in std::mem::take(&mut self.asked) {
             out.to_clients.push((
                 asked.client,
-                cancellation(&Id::from_u64(asked_id), "the MCP server that asked stopped").into(),
+                cancellation(
+                    &self.asked_id(asked_id),
+                    "the MCP server that asked stopped",
+                )
+                .into(),
             ));
         }
         self.asked_by_backend.clear();

@@ -94,7 +94,7 @@ impl Router {
             return;
         };
         let asked_id = self.mint_id();
-        match envelope.rewrite(&[(Field::Id, &Id::from_u64(asked_id))]) {
+        match envelope.rewrite(&[(Field::Id, &self.asked_id(asked_id))]) {
             Ok(rewritten) => {
                 tracing::debug!(
                     client,
@@ -116,6 +116,23 @@ impl Router {
         }
     }
 
+    /// The id a client sees for the daemon's request number `n`: a string that no other daemon
+    /// process uses (see `Router::new`).
+    pub(super) fn asked_id(&self, n: u64) -> Id {
+        Id::string(&format!("{}{n}", self.asked_prefix))
+    }
+
+    /// The number of a request this daemon routed to a client, from the id the client answered
+    /// with; `None` for any other id (another daemon's, or one the daemon never sent).
+    fn parse_asked_id(&self, id: &Id) -> Option<u64> {
+        id.as_str()
+            .strip_prefix('"')?
+            .strip_suffix('"')?
+            .strip_prefix(self.asked_prefix.as_str())?
+            .parse()
+            .ok()
+    }
+
     /// A client answered a request: pass it back under the backend's id, once.
     pub(super) fn client_answer(
         &mut self,
@@ -123,7 +140,7 @@ impl Router {
         envelope: &Envelope,
         out: &mut Outputs,
     ) {
-        let asked_id = envelope.id().and_then(|id| id.as_str().parse::<u64>().ok());
+        let asked_id = envelope.id().and_then(|id| self.parse_asked_id(&id));
         let Some(asked_id) = asked_id.filter(|asked_id| {
             self.asked
                 .get(asked_id)
@@ -160,7 +177,7 @@ impl Router {
         let Some(asked) = self.asked.remove(&asked_id) else {
             return;
         };
-        match envelope.rewrite(&[(Field::RequestId, &Id::from_u64(asked_id))]) {
+        match envelope.rewrite(&[(Field::RequestId, &self.asked_id(asked_id))]) {
             Ok(rewritten) => out.to_clients.push((asked.client, rewritten.into())),
             Err(error) => tracing::debug!(%error, "could not map a cancellation to its client"),
         }

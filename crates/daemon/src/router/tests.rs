@@ -22,7 +22,7 @@ fn text(message: &Outgoing) -> String {
 
 /// A router whose backend is initialized (the initialize request got id 1).
 fn ready_router() -> Router {
-    let mut router = Router::new(Path::new("/project"), "0.0.0-test");
+    let mut router = Router::new(Path::new("/project"), "0.0.0-test", "test");
     let mut out = Outputs::default();
     router.backend_started(&mut out);
     router.backend_line(
