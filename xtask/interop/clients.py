@@ -181,9 +181,10 @@ class PythonPeer(Peer):
         self.task: asyncio.Task[None] | None = None
         self.transport_errors: list[str] = []
         # When set, the next sampling request signals the first event and is answered only once
-        # the second is set; `sampling_answered` is set when that answer has been returned.
+        # the second is set; `sampling_withdrawn` is set if the request is cancelled while it
+        # waits (the SDK cancels the callback on `notifications/cancelled`).
         self.sampling_gate: tuple[asyncio.Event, asyncio.Event] | None = None
-        self.sampling_answered = asyncio.Event()
+        self.sampling_withdrawn = asyncio.Event()
 
     async def open(self) -> str:
         self.task = asyncio.ensure_future(self.live())
@@ -227,9 +228,11 @@ class PythonPeer(Peer):
             self.sampling_gate = None
             arrived, release = gate
             arrived.set()
-            await release.wait()
-            # The SDK sends our answer once we return; a loop turn later it is written.
-            asyncio.get_running_loop().call_soon(self.sampling_answered.set)
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                self.sampling_withdrawn.set()
+                raise
         return types.CreateMessageResult(
             role="assistant",
             content=types.TextContent(type="text", text=sampling_answer(self.name, asked)),
@@ -528,10 +531,12 @@ async def scenario(peers: list[Peer], coordinator: Coordinator) -> None:
             for p, c in zip(peers, calls)
         ])
         check("in-flight calls at the kill", f"each answered {DAEMON_LOST} by its proxy: {messages[0]!r}")
-        # The answer to the dead daemon's sampling request now goes to the new daemon, which
-        # never asked: it must not disturb the session (the echo below is its next request).
-        sampling_release.set()
-        await deadline(f"{holder.name}: answering the held sampling request", holder.sampling_answered.wait())
+        # The dead daemon's sampling request can never be answered: the proxy withdraws it
+        # (`notifications/cancelled`), which the SDK turns into cancelling the callback. Whatever
+        # the SDK still sends for it is dropped by the proxy; the echo below is the session's
+        # next request and must not be disturbed.
+        await deadline(f"{holder.name}: the held sampling request withdrawn", holder.sampling_withdrawn.wait())
+        check("held sampling request", f"{holder.name} was told the dead daemon's request is withdrawn")
     finally:
         for call in calls:
             call.cancel()
