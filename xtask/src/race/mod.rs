@@ -6,7 +6,7 @@
 //! thread scheduler, decides the interleavings.
 
 mod lockfile;
-mod proxy;
+pub(crate) mod proxy;
 mod router;
 
 /// What `cargo xtask race` can race.
