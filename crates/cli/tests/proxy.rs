@@ -15,6 +15,7 @@ mod proxy_util;
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use proxy_util::{Host, SHOAL, Scratch, Session, WAIT, reaped, status, wait_exit, wait_until};
@@ -57,6 +58,14 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     (
         "sigterm_delivers_the_answers_owed_then_exits_0",
         sigterm_delivers_answers_owed,
+    ),
+    (
+        "host_stdio_on_pipes_a_socket_or_files_is_served_and_its_flags_restored",
+        host_stdio_kinds,
+    ),
+    (
+        "messages_larger_than_the_socket_buffers_pass_both_ways",
+        large_messages,
     ),
     ("help", help),
 ];
@@ -694,6 +703,198 @@ fn sigterm_delivers_answers_owed() {
     assert!(response.error().is_none(), "{response:?}");
     let status = session.client.wait_exit(WAIT).unwrap();
     assert_eq!(status.code(), Some(0), "{}", session.stderr());
+}
+
+/// The proxy polls a host's pipes and sockets on its runtime (non-blocking) and falls back to
+/// blocking reads and writes for anything else; either way the session works, and the flags of
+/// the host's stdio are as they were once the proxy has exited (non-blocking mode belongs to the
+/// open file, which the host may share).
+fn host_stdio_kinds() {
+    use std::os::fd::AsFd;
+
+    fn nonblocking(fd: impl AsFd) -> bool {
+        let flags = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        nix::fcntl::OFlag::from_bits_retain(flags).contains(nix::fcntl::OFlag::O_NONBLOCK)
+    }
+
+    let scratch = Scratch::new("stdio");
+    let server = scratch.server(&[]);
+
+    // Pipes, as most hosts give them. Our clones share the proxy's open files.
+    let (stdin_read, stdin_write) = std::io::pipe().unwrap();
+    let (stdout_read, stdout_write) = std::io::pipe().unwrap();
+    let stdin_seen = stdin_read.try_clone().unwrap();
+    let stdout_seen = stdout_write.try_clone().unwrap();
+    let (mut command, stderr) = scratch.proxy(&[], &server);
+    command.stdin(stdin_read).stdout(stdout_write);
+    let mut proxy = command.spawn().unwrap();
+    let mut client =
+        shoal_testkit::client::Client::from_streams(stdout_read, stdin_write).with_name("pipes");
+    client.set_timeout(WAIT);
+    client.initialize(json!({})).unwrap();
+    let result = client.call_tool("echo", json!({"text": "pipes"})).unwrap();
+    assert_eq!(result["content"][0]["text"], "pipes");
+    // Answered, so the proxy set its stdio up: polled, hence non-blocking.
+    assert!(nonblocking(&stdin_seen), "stdin is not polled");
+    assert!(nonblocking(&stdout_seen), "stdout is not polled");
+    client.close_input();
+    assert_eq!(wait_exit(&mut proxy, WAIT), Some(0), "{}", read(&stderr));
+    assert!(!nonblocking(&stdin_seen), "stdin left non-blocking");
+    assert!(!nonblocking(&stdout_seen), "stdout left non-blocking");
+
+    // One socket for both, as libuv (Node.js) hosts give it.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let theirs_seen = theirs.try_clone().unwrap();
+    let (mut command, stderr) = scratch.proxy(&[], &server);
+    command
+        .stdin(std::os::fd::OwnedFd::from(theirs.try_clone().unwrap()))
+        .stdout(std::os::fd::OwnedFd::from(theirs));
+    let mut proxy = command.spawn().unwrap();
+    let mut client = shoal_testkit::client::Client::from_unix_stream(ours)
+        .unwrap()
+        .with_name("socket");
+    client.set_timeout(WAIT);
+    client.initialize(json!({})).unwrap();
+    let result = client.call_tool("echo", json!({"text": "socket"})).unwrap();
+    assert_eq!(result["content"][0]["text"], "socket");
+    assert!(nonblocking(&theirs_seen), "the socket is not polled");
+    client.close_input();
+    assert_eq!(wait_exit(&mut proxy, WAIT), Some(0), "{}", read(&stderr));
+    assert!(!nonblocking(&theirs_seen), "the socket left non-blocking");
+
+    // Regular files: not pollable, read and written on blocking threads. The proxy reads the
+    // requests, meets EOF, delivers the answers owed and exits.
+    let input = scratch.file("requests.jsonl");
+    let output = scratch.file("answers.jsonl");
+    let requests = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": shoal_testkit::client::LATEST_PROTOCOL_VERSION,
+            "capabilities": {}, "clientInfo": {"name": "files", "version": "1"}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "files"}}}),
+    ];
+    let text: String = requests
+        .iter()
+        .map(|request| format!("{request}\n"))
+        .collect();
+    std::fs::write(&input, text).unwrap();
+    let (mut command, stderr) = scratch.proxy(&[], &server);
+    command
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(std::fs::File::create(&output).unwrap());
+    let mut proxy = command.spawn().unwrap();
+    assert_eq!(wait_exit(&mut proxy, WAIT), Some(0), "{}", read(&stderr));
+    let answers: Vec<Value> = read(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(
+        answers[0]["result"]["serverInfo"].is_object(),
+        "{answers:?}"
+    );
+    assert_eq!(answers[1]["id"], 2, "{answers:?}");
+    assert_eq!(answers[1]["result"]["content"][0]["text"], "files");
+}
+
+/// Requests and results of several MiB, larger than any socket buffer on the way: every write to
+/// the daemon socket (in the proxy) and to the proxy's socket (in the daemon) stops part-way and
+/// must wait for room, and each message still arrives whole and in order.
+fn large_messages() {
+    /// Writes on a thread of its own, so that a proxy that stops reading its stdin fails the test
+    /// at the answer's deadline instead of blocking the test in `write`.
+    struct Detached(mpsc::Sender<Vec<u8>>);
+    impl std::io::Write for Detached {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .send(bytes.to_vec())
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    let scratch = Scratch::new("large");
+    let server = scratch.server(&[]);
+    let (mut command, stderr) = scratch.proxy(&[], &server);
+    let mut proxy = Killed(
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = proxy.0.stdin.take().unwrap();
+    let stdout = proxy.0.stdout.take().unwrap();
+    let (sender, chunks) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        for chunk in chunks {
+            if std::io::Write::write_all(&mut stdin, &chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let mut client =
+        shoal_testkit::client::Client::from_streams(stdout, Detached(sender)).with_name("large");
+    client.set_timeout(WAIT);
+    client.initialize(json!({})).unwrap();
+    let texts: Vec<String> = (0..4u8)
+        .map(|n| {
+            char::from(b'a' + n)
+                .to_string()
+                .repeat((3 << 20) + usize::from(n))
+        })
+        .collect();
+    let ids: Vec<Value> = texts
+        .iter()
+        .map(|text| {
+            client
+                .send_request(
+                    "tools/call",
+                    json!({"name": "echo", "arguments": {"text": text}}),
+                )
+                .unwrap()
+        })
+        .collect();
+    for (id, text) in ids.iter().zip(&texts) {
+        let result = client
+            .wait_response(id, WAIT)
+            .map(|response| response.into_result());
+        let result = match result {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) | Err(error) => panic!("{error}\n{}", read(&stderr)),
+        };
+        let echoed = result["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(
+            echoed == text,
+            "echo of {} bytes came back as {} bytes",
+            text.len(),
+            echoed.len()
+        );
+    }
+    // The connection is still good for small messages after large ones.
+    let result = client.call_tool("echo", json!({"text": "small"})).unwrap();
+    assert_eq!(result["content"][0]["text"], "small");
+    client.close_input();
+    drop(client);
+    assert_eq!(wait_exit(&mut proxy.0, WAIT), Some(0), "{}", read(&stderr));
+}
+
+/// A child killed (and reaped) on drop, so that a failing test leaves no proxy behind.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn read(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 fn help() {

@@ -14,14 +14,13 @@ use shoal_wire::{
 use tokio::io::AsyncWriteExt;
 use tokio::net::UnixListener;
 use tokio::net::UnixStream;
-use tokio::net::unix::OwnedReadHalf;
-use tokio::net::unix::OwnedWriteHalf;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
 use crate::hub::{DrainGuard, Event};
 use crate::outbox::outbox;
 use crate::router::ClientId;
+use crate::socket::{self, ReadHalf, WriteHalf};
 use crate::stream::next_line;
 
 /// What every connection task shares.
@@ -85,6 +84,13 @@ async fn serve(stream: UnixStream, context: Arc<ConnectionContext>, events: mpsc
             return;
         }
     }
+    let (read, mut write) = match socket::split(stream) {
+        Ok(halves) => halves,
+        Err(error) => {
+            tracing::warn!(%error, "could not register a connection");
+            return;
+        }
+    };
     let (admit, admitted) = oneshot::channel();
     if events.send(Event::Connected { admit }).await.is_err() {
         return;
@@ -95,7 +101,6 @@ async fn serve(stream: UnixStream, context: Arc<ConnectionContext>, events: mpsc
         return;
     };
     // Admitted: the hub counts this as a handshake until it reports how it ended.
-    let (read, mut write) = stream.into_split();
     let mut reader = FramedRead::new(read, LineCodec::new());
     let hello = async {
         write.write_all(&context.hello).await?;
@@ -125,8 +130,8 @@ async fn serve(stream: UnixStream, context: Arc<ConnectionContext>, events: mpsc
 
 async fn session(
     hello: ClientHello,
-    mut reader: FramedRead<OwnedReadHalf, LineCodec>,
-    write: OwnedWriteHalf,
+    mut reader: FramedRead<ReadHalf, LineCodec>,
+    write: WriteHalf,
     context: Arc<ConnectionContext>,
     events: mpsc::Sender<Event>,
     drain_guard: DrainGuard,
@@ -169,8 +174,8 @@ async fn session(
 }
 
 async fn control(
-    mut reader: FramedRead<OwnedReadHalf, LineCodec>,
-    mut write: OwnedWriteHalf,
+    mut reader: FramedRead<ReadHalf, LineCodec>,
+    mut write: WriteHalf,
     events: mpsc::Sender<Event>,
 ) {
     while let Some(Ok(line)) = next_line(&mut reader).await {

@@ -20,6 +20,7 @@ mod paths;
 mod router;
 mod run;
 mod signals;
+mod socket;
 mod stream;
 
 pub use backend::{BackendCommand, StopOutcome};

@@ -26,17 +26,17 @@ use shoal_lockfile::PersistentLock;
 use shoal_wire::{ClientHello, HELLO_TIMEOUT, LineCodec, Role, read_daemon_hello};
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
 
+use crate::socket::{self, ReadHalf, WriteHalf};
 use crate::spawn::{self, Started};
 use crate::{ProxyConfig, StartError};
 
 /// A session connection to a daemon, hellos done.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub(crate) reader: FramedRead<OwnedReadHalf, LineCodec>,
-    pub(crate) writer: OwnedWriteHalf,
+    pub(crate) reader: FramedRead<ReadHalf, LineCodec>,
+    pub(crate) writer: WriteHalf,
     /// The daemon's pid, from its hello (checked against the peer credentials).
     pub(crate) pid: u32,
 }
@@ -151,7 +151,10 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
             path.display()
         ));
     }
-    let (read, mut writer) = stream.into_split();
+    let (read, mut writer) = match socket::split(stream) {
+        Ok(halves) => halves,
+        Err(error) => return unusable(format!("cannot register the connection: {error}")),
+    };
     let mut reader = FramedRead::new(read, LineCodec::new());
     let hello = match read_daemon_hello(&mut reader, HELLO_TIMEOUT).await {
         Ok(hello) => hello,

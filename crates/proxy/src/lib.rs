@@ -19,7 +19,9 @@ mod connect;
 mod fallback;
 mod ledger;
 mod session;
+mod socket;
 mod spawn;
+mod stdio;
 mod watchdog;
 
 use std::ffi::OsString;
@@ -229,8 +231,8 @@ pub fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outcome, Error> {
         .build()
         .map_err(Error::Runtime)?;
     let outcome = runtime.block_on(session::run(config, watch));
-    // Tokio reads stdin on a blocking thread that cannot be interrupted: waiting for it would
-    // hang the exit until the host writes again.
+    // When stdin is neither a pipe nor a socket, tokio reads it on a blocking thread that cannot
+    // be interrupted (`stdio.rs`): waiting for it would hang the exit until the host writes again.
     runtime.shutdown_background();
     outcome
 }

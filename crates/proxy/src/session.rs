@@ -36,6 +36,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::connect::{Connection, find_or_start};
 use crate::ledger::{DAEMON_LOST_MESSAGE, Ledger};
+use crate::stdio::{HostInput, HostOutput};
 use crate::{Error, Outcome, ParentWatch, ProxyConfig, StartError};
 
 /// Host messages held while reconnecting, at most: beyond this, requests are answered with an
@@ -80,7 +81,7 @@ pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outc
         config,
         host_pid,
         ledger: Ledger::new(),
-        stdout: tokio::io::stdout(),
+        stdout: HostOutput::open(),
         queue: VecDeque::new(),
         queued_bytes: 0,
         queued_since: None,
@@ -95,7 +96,7 @@ struct Session {
     config: Arc<ProxyConfig>,
     host_pid: Option<u32>,
     ledger: Ledger,
-    stdout: tokio::io::Stdout,
+    stdout: HostOutput,
     /// Host messages that arrived while reconnecting, in order.
     queue: VecDeque<Envelope>,
     queued_bytes: usize,
@@ -114,7 +115,7 @@ impl Session {
         watch: &ParentWatch,
         sigterm: &mut tokio::signal::unix::Signal,
     ) -> Result<Outcome, Error> {
-        let mut stdin = FramedRead::new(tokio::io::stdin(), LineCodec::new());
+        let mut stdin = FramedRead::new(HostInput::open(), LineCodec::new());
         let mut connection = Some(first);
         let mut reconnect: Option<Reconnect> = None;
         let mut reading = true;

@@ -4,12 +4,10 @@
 //! build of `crates/wire/examples/wire_bench.rs`; this task builds and runs it, lets it print its
 //! table, and has it write the figures to `target/bench/wire.json`.
 
-use crate::util::{cargo, project_root, run_command, say};
+use crate::util::{cargo, run_command, say};
 
 pub(crate) fn run() -> anyhow::Result<()> {
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| project_root().join("target"));
+    let target_dir = super::target_dir();
     let json_path = target_dir.join("bench").join("wire.json");
     std::fs::create_dir_all(json_path.parent().unwrap_or(&target_dir))?;
     let mut bench = cargo();

@@ -7,7 +7,7 @@
 
 mod faults;
 mod lockfile;
-mod proxy;
+pub(crate) mod proxy;
 mod router;
 
 /// What `cargo xtask race` can race.

@@ -155,7 +155,7 @@ fn race(binaries: &Binaries, round: u32) -> anyhow::Result<()> {
 }
 
 /// One control exchange with the daemon at `socket`.
-fn control(socket: &Path, request: &ControlRequest) -> anyhow::Result<ControlResponse> {
+pub(crate) fn control(socket: &Path, request: &ControlRequest) -> anyhow::Result<ControlResponse> {
     let mut stream =
         UnixStream::connect(socket).with_context(|| format!("connect to {}", socket.display()))?;
     stream.set_read_timeout(Some(WAIT))?;

@@ -1,0 +1,190 @@
+//! The daemon socket, registered with the reactor for readability only.
+//!
+//! Why not `tokio::net::UnixStream`'s halves: tokio registers a socket for reading and writing at
+//! once, edge-triggered, and a Unix stream socket signals "writable" again every time its peer
+//! reads: each request the daemon reads woke the proxy for nothing (an `EPOLLOUT` edge, then
+//! back to sleep) while the daemon and the server were working on the answer. On a small machine
+//! that wake-up competes with them for a CPU: one spurious context switch per message, measured by
+//! `cargo xtask bench session` and seen in `strace` as an `epoll_wait` returning only `EPOLLOUT`.
+//!
+//! So the connection is registered for readability only, and writes go straight to the
+//! (non-blocking) socket. Only a write that finds the socket's buffer full (a daemon not reading)
+//! waits for room, through a second registration of a duplicate descriptor with writability
+//! interest, made at that moment and dropped once the write went through. Registering reports a
+//! socket that already has room at once, so the wake-up cannot be missed between the failed write
+//! and the registration.
+
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+
+/// The most one read asks for. `ReadBuf`s handed in by the codec are uninitialised and this crate
+/// reads without `unsafe`, so every read first zeroes what it offers the kernel: bounded, that is
+/// a small fraction of the copy the read itself does.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Split a connected (tokio) socket into halves registered as described in the module docs.
+pub(crate) fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
+    // `into_std` deregisters it and leaves it non-blocking.
+    let read = ReadHalf::new(stream.into_std()?)?;
+    let write = WriteHalf {
+        stream: Socket::Shared(Arc::clone(&read.stream)),
+        room: None,
+        shutdown_on_drop: true,
+    };
+    Ok((read, write))
+}
+
+/// The reading half.
+#[derive(Debug)]
+pub(crate) struct ReadHalf {
+    stream: Arc<AsyncFd<UnixStream>>,
+}
+
+impl ReadHalf {
+    /// Reads from `stream`, which must be non-blocking.
+    pub(crate) fn new(stream: UnixStream) -> io::Result<ReadHalf> {
+        // SAFETY: the `AsyncFd` owns the socket, an open descriptor that nothing else can close
+        // or replace, and `UnixStream::as_raw_fd` returns the same number for as long as it
+        // lives.
+        let stream = unsafe { AsyncFd::register_with_interest(stream, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        Ok(ReadHalf {
+            stream: Arc::new(stream),
+        })
+    }
+}
+
+/// The writing half.
+#[derive(Debug)]
+pub(crate) struct WriteHalf {
+    stream: Socket,
+    /// While a write waits for room: a duplicate of the socket registered for writability.
+    room: Option<AsyncFd<OwnedFd>>,
+    shutdown_on_drop: bool,
+}
+
+#[derive(Debug)]
+enum Socket {
+    /// Shared with the [`ReadHalf`] of [`split`].
+    Shared(Arc<AsyncFd<UnixStream>>),
+    /// Written only, and registered with the reactor only while a write waits for room.
+    Unregistered(UnixStream),
+}
+
+impl Socket {
+    fn get(&self) -> &UnixStream {
+        match self {
+            Socket::Shared(stream) => stream.get_ref(),
+            Socket::Unregistered(stream) => stream,
+        }
+    }
+}
+
+impl WriteHalf {
+    /// Writes to `stream`, which must be non-blocking, and leaves the socket as it is when
+    /// dropped (for a socket the proxy does not own alone, such as its stdout).
+    pub(crate) fn unregistered(stream: UnixStream) -> WriteHalf {
+        WriteHalf {
+            stream: Socket::Unregistered(stream),
+            room: None,
+            shutdown_on_drop: false,
+        }
+    }
+}
+
+impl Drop for WriteHalf {
+    /// Like tokio's `OwnedWriteHalf`, for the daemon connection: the peer sees EOF as soon as the
+    /// writing half is gone, even while the reading half lives on.
+    fn drop(&mut self) {
+        if self.shutdown_on_drop {
+            let _ = self.stream.get().shutdown(std::net::Shutdown::Write);
+        }
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            let mut guard = ready!(self.stream.poll_read_ready(cx))?;
+            let len = buf.remaining().min(READ_CHUNK);
+            let unfilled = buf.initialize_unfilled_to(len);
+            match guard.try_io(|stream| stream.get_ref().read(unfilled)) {
+                Ok(Ok(n)) => {
+                    if n > 0 && n < len {
+                        // A short read emptied the socket: wait for the next edge instead of
+                        // finding that out with another `read` (as tokio's own sockets do). A
+                        // readiness event that arrived meanwhile is not lost: `clear_ready` keeps
+                        // it.
+                        guard.clear_ready();
+                    }
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(error)) if error.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Err(error)) => return Poll::Ready(Err(error)),
+                // Not readable after all: readiness was cleared, wait for the next edge.
+                Err(_would_block) => {}
+            }
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        loop {
+            match this.stream.get().write(buf) {
+                Ok(n) => {
+                    this.room = None;
+                    return Poll::Ready(Ok(n));
+                }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    let room = match this.room.take() {
+                        Some(room) => room,
+                        None => {
+                            let duplicate = this.stream.get().as_fd().try_clone_to_owned()?;
+                            // SAFETY: the `AsyncFd` owns `duplicate`, an open descriptor that
+                            // nothing else can close or replace, and `OwnedFd::as_raw_fd`
+                            // returns the same number for as long as it lives. (epoll keys
+                            // registrations by descriptor, hence a duplicate of its own.)
+                            unsafe {
+                                AsyncFd::register_with_interest(duplicate, Interest::WRITABLE)
+                            }
+                            .map_err(io::Error::from)?
+                        }
+                    };
+                    let room = this.room.insert(room);
+                    let mut guard = ready!(room.poll_write_ready(cx))?;
+                    // The write is retried right away; a still-full socket waits for the next
+                    // edge.
+                    guard.clear_ready();
+                }
+                Err(error) => return Poll::Ready(Err(error)),
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.stream.get().shutdown(std::net::Shutdown::Write))
+    }
+}
