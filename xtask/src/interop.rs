@@ -34,7 +34,7 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 use shoal_testkit::process::{is_alive, wait_for_exit};
 
-use crate::util::{cargo, project_root, run_command, say};
+use crate::util::{cargo, project_root, run_command, say, target_dir};
 
 /// The whole run, from the first proxy to the last check, must fit in this; a hang anywhere is a
 /// failure after it, never a stuck CI job. A normal run takes about five seconds.
@@ -166,11 +166,6 @@ struct Peers {
 
 fn interop_dir() -> PathBuf {
     target_dir().join("interop")
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| project_root().join("target"), PathBuf::from)
 }
 
 fn manifests_dir() -> PathBuf {

@@ -22,6 +22,43 @@ pub(crate) fn cargo() -> Command {
     command
 }
 
+/// Where cargo puts build output (and the benches and interop their files).
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
+/// The `shoal` binary and the `shoal-fixture` test server, built together in one profile.
+pub(crate) struct Binaries {
+    pub(crate) shoal: PathBuf,
+    pub(crate) fixture: PathBuf,
+}
+
+/// Build `shoal` and `shoal-fixture` (release or debug) and say where they are.
+pub(crate) fn build_shoal_and_fixture(release: bool) -> anyhow::Result<Binaries> {
+    let mut build = cargo();
+    build.args(["build", "--quiet"]);
+    if release {
+        build.arg("--release");
+    }
+    build.args([
+        "-p",
+        "shoal",
+        "--bin",
+        "shoal",
+        "-p",
+        "shoal-testkit",
+        "--bin",
+        "shoal-fixture",
+    ]);
+    run_command(build)?;
+    let dir = target_dir().join(if release { "release" } else { "debug" });
+    Ok(Binaries {
+        shoal: dir.join("shoal"),
+        fixture: dir.join("shoal-fixture"),
+    })
+}
+
 /// Run `command`, echoing it first, and fail with its exit status if it does not succeed.
 pub(crate) fn run_command(mut command: Command) -> anyhow::Result<()> {
     let shown = format!("{command:?}");

@@ -3,8 +3,6 @@
 mod session;
 mod wire;
 
-use std::path::PathBuf;
-
 /// Which benchmark to run.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub(crate) enum Target {
@@ -24,11 +22,4 @@ pub(crate) fn run(target: Option<Target>) -> anyhow::Result<()> {
             session::run()
         }
     }
-}
-
-/// Where cargo puts build output (and the benches their JSON).
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::util::project_root().join("target"))
 }

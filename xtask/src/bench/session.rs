@@ -81,27 +81,13 @@ const TARGET_ECHO_RATIO: f64 = 3.0;
 
 /// Build the release binaries and run the release xtask's [`measure`].
 pub(crate) fn run() -> anyhow::Result<()> {
-    let target_dir = crate::bench::target_dir();
+    let target_dir = crate::util::target_dir();
     let json_path = target_dir.join("bench").join("session.json");
     if cfg!(debug_assertions) {
         // Two builds: in one, cargo would unify the features of the dependencies xtask shares
         // with `shoal`, and the `shoal` measured would differ from (and relink over) the one
         // `cargo build --release -p shoal` makes.
-        let mut build = crate::util::cargo();
-        build.args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "shoal",
-            "--bin",
-            "shoal",
-            "-p",
-            "shoal-testkit",
-            "--bin",
-            "shoal-fixture",
-        ]);
-        crate::util::run_command(build)?;
+        crate::util::build_shoal_and_fixture(true)?;
         let mut build = crate::util::cargo();
         build.args([
             "build",
@@ -902,16 +888,7 @@ struct Share {
 }
 
 fn share(pid: u32) -> anyhow::Result<Share> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
-        .with_context(|| format!("read /proc/{pid}/smaps_rollup"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        let line = rollup
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .with_context(|| format!("no {name} in /proc/{pid}/smaps_rollup"))?;
-        let kib = line.trim().trim_end_matches("kB").trim();
-        kib.parse().with_context(|| format!("{name} {kib:?}"))
-    };
+    let field = proc_kib_fields(pid, "smaps_rollup")?;
     Ok(Share {
         pss: field("Pss:")?,
         private: field("Private_Clean:")? + field("Private_Dirty:")?,
@@ -919,19 +896,25 @@ fn share(pid: u32) -> anyhow::Result<Share> {
 }
 
 fn rss(pid: u32) -> anyhow::Result<Rss> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("read /proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        let line = status
-            .lines()
-            .find_map(|line| line.strip_prefix(name))
-            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
-        let kib = line.trim().trim_end_matches("kB").trim();
-        kib.parse().with_context(|| format!("{name} {kib:?}"))
-    };
+    let field = proc_kib_fields(pid, "status")?;
     Ok(Rss {
         vm_rss: field("VmRSS:")?,
         rss_anon: field("RssAnon:")?,
+    })
+}
+
+/// Read `/proc/<pid>/<file>` once; the result looks up a `Name:  123 kB` line's value in KiB.
+fn proc_kib_fields(pid: u32, file: &str) -> anyhow::Result<impl Fn(&str) -> anyhow::Result<u64>> {
+    let path = format!("/proc/{pid}/{file}");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    Ok(move |name: &str| -> anyhow::Result<u64> {
+        let line = text
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .with_context(|| format!("no {name} in {path}"))?;
+        let kib = line.trim().trim_end_matches("kB").trim();
+        kib.parse()
+            .with_context(|| format!("{name} {kib:?} in {path}"))
     })
 }
 

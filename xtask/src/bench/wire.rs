@@ -7,7 +7,7 @@
 use crate::util::{cargo, run_command, say};
 
 pub(crate) fn run() -> anyhow::Result<()> {
-    let target_dir = super::target_dir();
+    let target_dir = crate::util::target_dir();
     let json_path = target_dir.join("bench").join("wire.json");
     std::fs::create_dir_all(json_path.parent().unwrap_or(&target_dir))?;
     let mut bench = cargo();

@@ -22,34 +22,14 @@ use shoal_daemon::{DaemonKey, DaemonPaths};
 use shoal_testkit::client::Client;
 use shoal_wire::{ClientHello, ControlRequest, ControlResponse, DaemonHello, PROTOCOL, Role};
 
-use crate::util::{cargo, project_root, run_command, say};
+use crate::util::{Binaries, build_shoal_and_fixture, say};
 
 const PROXIES: usize = 64;
 /// The longest any one wait may take before the round is a failure.
 const WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) fn run(rounds: u32) -> anyhow::Result<()> {
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--quiet",
-        "-p",
-        "shoal",
-        "--bin",
-        "shoal",
-        "-p",
-        "shoal-testkit",
-        "--bin",
-        "shoal-fixture",
-    ]);
-    run_command(build)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| project_root().join("target"), PathBuf::from)
-        .join("debug");
-    let binaries = Binaries {
-        shoal: target.join("shoal"),
-        fixture: target.join("shoal-fixture"),
-    };
+    let binaries = build_shoal_and_fixture(false)?;
     let started = Instant::now();
     let mut ok = 0;
     for round in 0..rounds {
@@ -69,11 +49,6 @@ pub(crate) fn run(rounds: u32) -> anyhow::Result<()> {
 
 pub(crate) fn child(_args: &[String]) -> anyhow::Result<()> {
     bail!("the proxy race's contenders are `shoal proxy` processes, not race-child")
-}
-
-struct Binaries {
-    shoal: PathBuf,
-    fixture: PathBuf,
 }
 
 fn race(binaries: &Binaries, round: u32) -> anyhow::Result<()> {
