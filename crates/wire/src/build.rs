@@ -1,5 +1,6 @@
 //! Builders for the JSON-RPC lines shoal writes itself: error responses, requests, notifications.
 
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::{Error, Id, Line};
@@ -152,6 +153,92 @@ pub fn request(id: &Id, method: &str, params: Option<&RawValue>) -> Result<Line,
 /// ```
 pub fn notification(method: &str, params: Option<&RawValue>) -> Result<Line, Error> {
     message(None, method, params)
+}
+
+/// A success response whose result is a JSON value: like [`response`], but it cannot fail.
+///
+/// serde_json writes values compactly and escapes control characters inside strings, so the
+/// result never holds a raw newline: the builders for messages the daemon makes up itself need no
+/// error path.
+///
+/// ```
+/// use serde_json::json;
+/// use shoal_wire::{Id, response_value};
+///
+/// let line = response_value(&Id::from_u64(4), &json!({ "text": "two\nlines" }));
+/// assert_eq!(line.as_bytes(), br#"{"jsonrpc":"2.0","id":4,"result":{"text":"two\nlines"}}"#);
+/// ```
+pub fn response_value(id: &Id, result: &Value) -> Line {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(br#","result":"#);
+    push_json_value(&mut out, result);
+    out.push(b'}');
+    // An id token and a compact serde_json value: UTF-8, no newline.
+    Line::from_checked(out.into())
+}
+
+/// A request whose params are a JSON value: like [`request`], but it cannot fail (see
+/// [`response_value`]).
+///
+/// ```
+/// use serde_json::json;
+/// use shoal_wire::{Id, request_value};
+///
+/// let line = request_value(&Id::from_u64(1), "resources/subscribe", &json!({ "uri": "file:///a" }));
+/// assert_eq!(
+///     line.as_bytes(),
+///     br#"{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///a"}}"#
+/// );
+/// ```
+pub fn request_value(id: &Id, method: &str, params: &Value) -> Line {
+    message_value(Some(id), method, Some(params))
+}
+
+/// A notification whose params, if any, are a JSON value: like [`notification`], but it cannot
+/// fail (see [`response_value`]).
+///
+/// ```
+/// use serde_json::json;
+/// use shoal_wire::notification_value;
+///
+/// assert_eq!(
+///     notification_value("notifications/initialized", None).as_bytes(),
+///     br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+/// );
+/// let line = notification_value("notifications/cancelled", Some(&json!({ "requestId": 3 })));
+/// assert_eq!(
+///     line.as_bytes(),
+///     br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#
+/// );
+/// ```
+pub fn notification_value(method: &str, params: Option<&Value>) -> Line {
+    message_value(None, method, params)
+}
+
+fn message_value(id: Option<&Id>, method: &str, params: Option<&Value>) -> Line {
+    let mut out = Vec::with_capacity(64 + method.len());
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","#);
+    if let Some(id) = id {
+        out.extend_from_slice(br#""id":"#);
+        out.extend_from_slice(id.as_bytes());
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""method":"#);
+    push_json_string(&mut out, method);
+    if let Some(params) = params {
+        out.extend_from_slice(br#","params":"#);
+        push_json_value(&mut out, params);
+    }
+    out.push(b'}');
+    // An id token, a JSON string and a compact serde_json value: UTF-8, no newline.
+    Line::from_checked(out.into())
+}
+
+fn push_json_value(out: &mut Vec<u8>, value: &Value) {
+    // Writing a `Value` into a Vec cannot fail: its map keys are strings and its numbers finite.
+    serde_json::to_writer(&mut *out, value).expect("a JSON value always serialises");
 }
 
 fn message(id: Option<&Id>, method: &str, params: Option<&RawValue>) -> Result<Line, Error> {

@@ -17,7 +17,9 @@
 //!    backend lines with [`Validation::Envelope`].
 //! 4. [`Envelope::rewrite`] swaps ids and tokens for the daemon's own and back, touching no other
 //!    byte; the [`Rewritten`] message is written by the same codec.
-//! 5. [`error_response`], [`request`] and [`notification`] build the lines the daemon writes itself.
+//! 5. [`error_response`], [`request_value`], [`notification_value`] and [`response_value`] build
+//!    the lines the daemon writes itself (the `RawValue` forms [`request`], [`notification`] and
+//!    [`response`] pass on JSON the caller already holds as text).
 //!
 //! ```
 //! use shoal_wire::{Envelope, Field, Id, Kind, LineCodec, Validation};
@@ -58,7 +60,10 @@ mod line;
 mod readiness;
 mod scan;
 
-pub use build::{ErrorCode, error_response, notification, request, response};
+pub use build::{
+    ErrorCode, error_response, notification, notification_value, request, request_value, response,
+    response_value,
+};
 pub use codec::{DEFAULT_MAX_LINE_LEN, LineCodec};
 pub use control::{BackendState, ControlRequest, ControlResponse, StatusReport};
 pub use envelope::{Envelope, Field, Invalid, InvalidReason, Kind, Rewritten, Validation};

@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use super::ClientId;
+use serde_json::{Value, json};
+use shoal_wire::{Envelope, ErrorCode, Id, error_response};
+
+use super::dispatch::{ClientId, Outputs, Router};
 
 /// An MCP log level (RFC 5424 severities), ordered from most to least verbose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -97,6 +100,43 @@ impl Levels {
             self.backend = Some(wanted);
             wanted
         })
+    }
+}
+
+impl Router {
+    /// `logging/setLevel` from a client: its own filter, and the backend at the most verbose
+    /// level any client asked for.
+    pub(super) fn set_level(
+        &mut self,
+        client: ClientId,
+        id: &Id,
+        envelope: &Envelope,
+        out: &mut Outputs,
+    ) {
+        let level = serde_json::from_slice::<Value>(envelope.line().as_bytes())
+            .ok()
+            .and_then(|message| message.pointer("/params/level").cloned());
+        let Some(level) = level
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(Level::parse)
+        else {
+            let answer = error_response(
+                Some(id),
+                ErrorCode::INVALID_PARAMS,
+                "logging/setLevel needs params.level: one of debug, info, notice, warning, error, \
+                 critical, alert, emergency",
+            );
+            return self.reply(client, id, answer.into(), out);
+        };
+        if let Some(backend_level) = self.levels.set(client, level) {
+            self.set_backend_level(backend_level, out);
+        }
+        self.answer(client, id, &json!({}), out);
+    }
+
+    pub(super) fn set_backend_level(&mut self, level: Level, out: &mut Outputs) {
+        self.housekeeping_request("logging/setLevel", json!({ "level": level.as_str() }), out);
     }
 }
 

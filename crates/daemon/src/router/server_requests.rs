@@ -4,17 +4,9 @@
 //! error when no client can answer or the chosen one leaves first.
 
 use serde_json::json;
-use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, response};
+use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, response_value};
 
-use super::{ClientCapabilities, ClientId, Outputs, Router, raw};
-
-/// A request out at a client, by the id the client saw.
-#[derive(Debug)]
-pub(super) struct Asked {
-    pub(super) client: ClientId,
-    /// The backend's id for it.
-    pub(super) backend_id: Id,
-}
+use super::dispatch::{ClientCapabilities, ClientId, Outputs, Router};
 
 impl Router {
     pub(super) fn backend_request(&mut self, envelope: &Envelope, out: &mut Outputs) {
@@ -22,10 +14,10 @@ impl Router {
             return;
         };
         let answer = match envelope.method() {
-            Some("ping") => response(&id, &raw(&json!({}))),
-            Some("roots/list") => response(
+            Some("ping") => response_value(&id, &json!({})),
+            Some("roots/list") => response_value(
                 &id,
-                &raw(&json!({ "roots": [{ "uri": self.root_uri, "name": self.root_name }] })),
+                &json!({ "roots": [{ "uri": self.root_uri, "name": self.root_name }] }),
             ),
             Some("sampling/createMessage") => {
                 return self.ask_client(id, envelope, "sampling", |caps| caps.sampling, out);
@@ -33,17 +25,14 @@ impl Router {
             Some("elicitation/create") => {
                 return self.ask_client(id, envelope, "elicitation", |caps| caps.elicitation, out);
             }
-            Some(method) => Ok(error_response(
+            Some(method) => error_response(
                 Some(&id),
                 ErrorCode::METHOD_NOT_FOUND,
                 &format!("shoal does not route `{method}` requests to its clients"),
-            )),
+            ),
             None => return,
         };
-        match answer {
-            Ok(answer) => out.to_backend.push(answer.into()),
-            Err(error) => tracing::warn!(%error, "could not answer a request from the MCP server"),
-        }
+        out.to_backend.push(answer.into());
     }
 
     /// Route a server-to-client request to one client that declared `capability`: the owner of the
@@ -71,7 +60,7 @@ impl Router {
                     .iter()
                     .filter(|(client, _)| is_capable(client))
                     .max_by_key(|&(&client, state)| {
-                        let latest_in_flight = state.requests.values().max().copied();
+                        let latest_in_flight = self.in_flight.latest_of(client);
                         (
                             latest_in_flight.is_some(),
                             latest_in_flight.unwrap_or(state.last_request),
@@ -102,8 +91,7 @@ impl Router {
                     "routed a request from the MCP server to a client"
                 );
                 out.to_clients.push((client, rewritten.into()));
-                self.asked_by_backend.insert(backend_id.clone(), asked_id);
-                self.asked.insert(asked_id, Asked { client, backend_id });
+                self.asked.insert(asked_id, client, backend_id);
             }
             Err(error) => {
                 let refusal = error_response(
@@ -140,19 +128,14 @@ impl Router {
         envelope: &Envelope,
         out: &mut Outputs,
     ) {
-        let asked_id = envelope.id().and_then(|id| self.parse_asked_id(&id));
-        let Some(asked_id) = asked_id.filter(|asked_id| {
-            self.asked
-                .get(asked_id)
-                .is_some_and(|asked| asked.client == client)
-        }) else {
+        let asked = envelope
+            .id()
+            .and_then(|id| self.parse_asked_id(&id))
+            .and_then(|number| self.asked.answered(number, client));
+        let Some(asked) = asked else {
             tracing::debug!(client, "dropped a client's answer to no request of ours");
             return;
         };
-        let Some(asked) = self.asked.remove(&asked_id) else {
-            return;
-        };
-        self.asked_by_backend.remove(&asked.backend_id);
         match envelope.rewrite(&[(Field::Id, &asked.backend_id)]) {
             Ok(answer) => out.to_backend.push(answer.into()),
             Err(error) => {
@@ -168,16 +151,13 @@ impl Router {
 
     /// The backend withdrew a request it had sent to a client.
     pub(super) fn backend_cancellation(&mut self, envelope: &Envelope, out: &mut Outputs) {
-        let Some(asked_id) = envelope
+        let Some(asked) = envelope
             .get(Field::RequestId)
-            .and_then(|backend_id| self.asked_by_backend.remove(&backend_id))
+            .and_then(|backend_id| self.asked.withdrawn(&backend_id))
         else {
             return;
         };
-        let Some(asked) = self.asked.remove(&asked_id) else {
-            return;
-        };
-        match envelope.rewrite(&[(Field::RequestId, &self.asked_id(asked_id))]) {
+        match envelope.rewrite(&[(Field::RequestId, &self.asked_id(asked.number))]) {
             Ok(rewritten) => out.to_clients.push((asked.client, rewritten.into())),
             Err(error) => tracing::debug!(%error, "could not map a cancellation to its client"),
         }
@@ -185,24 +165,15 @@ impl Router {
 
     /// `client` left: the backend gets an error for every request it was asked, and never waits.
     pub(super) fn abandon_asked(&mut self, client: ClientId, out: &mut Outputs) {
-        let abandoned: Vec<u64> = self
-            .asked
-            .iter()
-            .filter(|(_, asked)| asked.client == client)
-            .map(|(&asked_id, _)| asked_id)
-            .collect();
-        for asked_id in abandoned {
-            if let Some(asked) = self.asked.remove(&asked_id) {
-                self.asked_by_backend.remove(&asked.backend_id);
-                out.to_backend.push(
-                    error_response(
-                        Some(&asked.backend_id),
-                        ErrorCode::INTERNAL_ERROR,
-                        "the client this request was routed to disconnected before answering",
-                    )
-                    .into(),
-                );
-            }
+        for asked in self.asked.client_left(client) {
+            out.to_backend.push(
+                error_response(
+                    Some(&asked.backend_id),
+                    ErrorCode::INTERNAL_ERROR,
+                    "the client this request was routed to disconnected before answering",
+                )
+                .into(),
+            );
         }
     }
 }

@@ -7,7 +7,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::json;
 use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response};
 
-use super::{ClientId, Hook, Outputs, Router};
+use super::dispatch::{ClientId, Outputs, Router};
+use super::in_flight::Hook;
 
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {

@@ -8,9 +8,9 @@
 use std::collections::HashMap;
 
 use serde_json::Value;
-use shoal_wire::{Envelope, ErrorCode, Id, Line, error_response, response};
+use shoal_wire::{Envelope, ErrorCode, Id, Line, error_response, response_value};
 
-use super::{ClientId, raw};
+use super::dispatch::ClientId;
 use crate::outbox::Outgoing;
 
 /// The `_meta` key that ties a message to a task.
@@ -92,9 +92,7 @@ impl Tasks {
                     .is_some_and(|owner| *owner == Some(client))
             });
         }
-        response(id, &raw(result))
-            .map(Outgoing::from)
-            .map_err(|error| error.to_string())
+        Ok(response_value(id, result).into())
     }
 
     /// The owner of the task a `notifications/tasks/status` is about.

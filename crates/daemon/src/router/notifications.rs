@@ -1,0 +1,132 @@
+//! Notifications from the backend: to the one client a notification is about (progress, a
+//! `subscriptions/listen` stream, a subscribed resource, a task), or to every ready client
+//! (`list_changed`, log messages within each client's level, anything unknown).
+//!
+//! Invariant: a notification about one client's request reaches that client only, with the
+//! field that names the request mapped back to what the client sent; one about a request that is
+//! over is dropped (progress may arrive after the answer). Broadcasts reach only clients that sent
+//! `notifications/initialized`.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+use shoal_wire::{Envelope, Field, Id, Line, notification_value};
+
+use super::dispatch::{Outputs, Router};
+use super::in_flight::{InFlight, Owner};
+use super::levels::Level;
+use super::lists::ListKind;
+
+impl Router {
+    pub(super) fn backend_notification(&mut self, envelope: &Envelope, out: &mut Outputs) {
+        let method = envelope.method().unwrap_or_default();
+        match method {
+            "notifications/progress" => {
+                if let Some(token) = envelope.get(Field::ProgressToken) {
+                    self.notify_request_owner(envelope, &token, Field::ProgressToken, out);
+                }
+            }
+            "notifications/cancelled" => self.backend_cancellation(envelope, out),
+            "notifications/resources/updated" => {
+                let Some(uri) = envelope.uri() else {
+                    return;
+                };
+                for client in self.subscriptions.subscribers(uri) {
+                    out.to_clients
+                        .push((client, envelope.line().clone().into()));
+                }
+            }
+            "notifications/message" => {
+                let level = log_level(envelope);
+                for (&client, state) in &self.clients {
+                    let admitted = level.is_none_or(|level| self.levels.admits(client, level));
+                    if state.ready && admitted {
+                        out.to_clients
+                            .push((client, envelope.line().clone().into()));
+                    }
+                }
+            }
+            "notifications/tasks/status" => {
+                if let Some(client) = self.tasks.owner_of_notification(envelope) {
+                    out.to_clients
+                        .push((client, envelope.line().clone().into()));
+                }
+            }
+            _ => {
+                if let Some(kind) = ListKind::from_notification(method) {
+                    if self.lists.backend_changed(kind, Instant::now()) {
+                        self.broadcast_list_changed(kind, out);
+                    }
+                } else if let Some(subscription) = envelope.get(Field::SubscriptionId) {
+                    self.notify_request_owner(envelope, &subscription, Field::SubscriptionId, out);
+                } else {
+                    self.broadcast(envelope.line(), out);
+                }
+            }
+        }
+    }
+
+    /// A notification about one client request (its progress, its `subscriptions/listen` stream):
+    /// to that request's client only, with `field` mapped back to what the client sent. Dropped
+    /// when the request is over: progress may arrive after the answer.
+    fn notify_request_owner(
+        &mut self,
+        envelope: &Envelope,
+        key: &Id,
+        field: Field,
+        out: &mut Outputs,
+    ) {
+        let entry = key
+            .as_str()
+            .parse::<u64>()
+            .ok()
+            .and_then(|backend_id| self.in_flight.get(backend_id));
+        let Some(InFlight {
+            owner: Owner::Client { client, id },
+            token,
+            ..
+        }) = entry
+        else {
+            return;
+        };
+        let original = match field {
+            Field::ProgressToken => match token {
+                Some(token) => token,
+                None => return,
+            },
+            _ => id,
+        };
+        match envelope.rewrite(&[(field, original)]) {
+            Ok(rewritten) => out.to_clients.push((*client, rewritten.into())),
+            Err(error) => tracing::debug!(%error, "could not map a notification to its client"),
+        }
+    }
+
+    fn broadcast(&self, line: &Line, out: &mut Outputs) {
+        for (&client, state) in &self.clients {
+            if state.ready {
+                out.to_clients.push((client, line.clone().into()));
+            }
+        }
+    }
+
+    pub(super) fn broadcast_list_changed(&self, kind: ListKind, out: &mut Outputs) {
+        self.broadcast(&notification_value(kind.notification(), None), out);
+    }
+}
+
+/// The level of a `notifications/message`, if it has a known one.
+fn log_level(envelope: &Envelope) -> Option<Level> {
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        params: Params<'a>,
+    }
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        level: &'a str,
+    }
+    serde_json::from_slice::<Message<'_>>(envelope.line().as_bytes())
+        .ok()
+        .and_then(|message| Level::parse(message.params.level))
+}
