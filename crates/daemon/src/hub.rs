@@ -47,14 +47,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::backend::{
-    Backend, BackendCommand, BackendEvent, CrashHistory, RestartDecision, RestartPolicy,
-    StopTimeouts, group_rss_bytes, process_rss_bytes,
+    AfterStop, BackendCommand, BackendEvent, Failure, Lifecycle, LifecycleConfig, RestartPolicy,
+    Step, group_rss_bytes, process_rss_bytes,
 };
+use crate::config::{ExitReason, Tuning};
 use crate::outbox::{Outbox, PushError};
 use crate::ownership::Ownership;
 use crate::paths::DaemonPaths;
 use crate::router::{ClientId, Outputs, Router, Signal};
-use crate::run::{ExitReason, Tuning};
 use crate::signals::{SignalEvent, Signals};
 
 /// Held by every session writer; the hub waits for all of them to drop before the process exits,
@@ -99,7 +99,7 @@ impl From<BackendEvent> for Event {
     }
 }
 
-/// What the hub needs to know about the daemon it runs in.
+/// What the hub needs to know about the daemon it runs in; fixed for its life.
 pub(crate) struct HubSetup {
     pub(crate) key: String,
     pub(crate) root: String,
@@ -110,30 +110,37 @@ pub(crate) struct HubSetup {
     pub(crate) log: File,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) tuning: Tuning,
-    pub(crate) router: Router,
+}
+
+/// The daemon's facts that do not change while it runs (the part of [`HubSetup`] that is not
+/// handed to the backend's lifecycle).
+struct Identity {
+    key: String,
+    root: String,
+    argv: Vec<String>,
+    version: String,
+    paths: DaemonPaths,
+    idle_timeout: Option<Duration>,
+    fence_interval: Duration,
 }
 
 pub(crate) struct Hub {
-    setup: HubSetup,
+    identity: Identity,
+    /// The routing state: sessions' requests, subscriptions, levels; and whether the backend
+    /// serves (its phase is the one answer to that question).
+    router: Router,
+    /// The backend process: running, stopping, due to restart, crash history.
+    backend: Lifecycle<Event>,
+    sessions: HashMap<ClientId, Session>,
+    idle: IdleExit,
     /// `None` once released at exit.
     ownership: Option<Ownership>,
     events: mpsc::Sender<Event>,
     started: Instant,
-    sessions: HashMap<ClientId, Session>,
-    n_handshakes: usize,
+    /// The daemon is on its way out: connections are refused before their hello.
     exiting: bool,
-    drain: Option<DrainGuard>,
-    backend: Slot,
-    generation: u64,
-    crashes: CrashHistory,
-    crash_loop: Option<String>,
-    backend_restarts: u32,
-    restart_replies: Vec<oneshot::Sender<ControlResponse>>,
-    idle_deadline: Option<tokio::time::Instant>,
-    idle_lock_pending: bool,
-    restart_at: Option<tokio::time::Instant>,
-    init_deadline: Option<tokio::time::Instant>,
     stop_requested: bool,
+    drain: Option<DrainGuard>,
 }
 
 #[derive(Debug)]
@@ -143,25 +150,16 @@ struct Session {
     label: String,
 }
 
-/// The backend process slot.
+/// The idle exit: armed whenever no session is connected, committed only under `spawn.lock`
+/// with no session and no hello in progress (see the module docs).
 #[derive(Debug)]
-enum Slot {
-    Running(Backend),
-    /// A stop was asked for; `then` runs when its `Stopped` event arrives.
-    Stopping {
-        generation: u64,
-        watcher: JoinHandle<()>,
-        then: AfterStop,
-    },
-    Down,
-}
-
-#[derive(Debug)]
-enum AfterStop {
-    /// `shoal restart`: start a new one at once.
-    Restart,
-    /// The backend failed (wedged, bad initialize): count it as a crash.
-    Failed(String),
+struct IdleExit {
+    /// When to try; `None` while sessions are connected (or the timeout is "never").
+    deadline: Option<tokio::time::Instant>,
+    /// `spawn.lock` is being taken in the background.
+    lock_pending: bool,
+    /// Admitted connections that have not finished their hello.
+    n_handshakes: usize,
 }
 
 /// How long an exit waits for `spawn.lock` when it does not hold it yet (signal, stop, fencing).
@@ -179,38 +177,56 @@ const IDLE_RETRY: Duration = Duration::from_secs(1);
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 impl Hub {
-    pub(crate) fn new(setup: HubSetup, ownership: Ownership, events: mpsc::Sender<Event>) -> Hub {
-        let crashes = CrashHistory::new(RestartPolicy {
-            max_crashes: setup.tuning.crash_loop_max,
-            window: setup.tuning.crash_loop_window,
-            initial_backoff: setup.tuning.restart_backoff,
-            max_backoff: RestartPolicy::default().max_backoff,
-        });
-        let idle_deadline = setup
-            .idle_timeout
-            .map(|timeout| tokio::time::Instant::now() + timeout);
+    pub(crate) fn new(
+        setup: HubSetup,
+        router: Router,
+        ownership: Ownership,
+        events: mpsc::Sender<Event>,
+    ) -> Hub {
+        let tuning = setup.tuning;
+        let backend = Lifecycle::new(
+            LifecycleConfig {
+                command: setup.command,
+                log: setup.log,
+                stop_grace: tuning.stop_grace,
+                init_timeout: tuning.init_timeout,
+                policy: RestartPolicy {
+                    max_crashes: tuning.crash_loop_max,
+                    window: tuning.crash_loop_window,
+                    initial_backoff: tuning.restart_backoff,
+                    max_backoff: RestartPolicy::default().max_backoff,
+                },
+            },
+            events.clone(),
+        );
         Hub {
-            setup,
+            identity: Identity {
+                key: setup.key,
+                root: setup.root,
+                argv: setup.argv,
+                version: setup.version,
+                paths: setup.paths,
+                idle_timeout: setup.idle_timeout,
+                fence_interval: tuning.fence_interval,
+            },
+            router,
+            backend,
+            sessions: HashMap::new(),
+            idle: IdleExit {
+                // Armed at start-up: a daemon nobody connects to must not live forever.
+                deadline: setup
+                    .idle_timeout
+                    .map(|timeout| tokio::time::Instant::now() + timeout),
+                lock_pending: false,
+                n_handshakes: 0,
+            },
             ownership: Some(ownership),
             events,
             started: Instant::now(),
-            sessions: HashMap::new(),
-            n_handshakes: 0,
             exiting: false,
+            stop_requested: false,
             // Set by `run`, which owns the receiving end.
             drain: None,
-            backend: Slot::Down,
-            generation: 0,
-            crashes,
-            crash_loop: None,
-            backend_restarts: 0,
-            restart_replies: Vec::new(),
-            // Armed at start-up: a daemon nobody connects to must not live forever.
-            idle_deadline,
-            idle_lock_pending: false,
-            restart_at: None,
-            init_deadline: None,
-            stop_requested: false,
         }
     }
 
@@ -231,7 +247,7 @@ impl Hub {
         // The drain guard's receiver: every session writer holds a clone of the sender.
         let (drain, mut drained) = mpsc::channel::<()>(1);
         self.drain = Some(drain);
-        let mut fence = tokio::time::interval(self.setup.tuning.fence_interval);
+        let mut fence = tokio::time::interval(self.identity.fence_interval);
         fence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut spawn_lock = None;
         let reason = loop {
@@ -252,25 +268,20 @@ impl Hub {
                     let SignalEvent::Stop(name) = signal;
                     break ExitReason::Signal(name);
                 }
-                () = sleep_until_some(self.setup.router.deadline().map(tokio::time::Instant::from_std)) => {
+                () = sleep_until_some(self.router.deadline().map(tokio::time::Instant::from_std)) => {
                     let mut out = Outputs::default();
-                    self.setup.router.tick(Instant::now(), &mut out);
+                    self.router.tick(Instant::now(), &mut out);
                     self.apply(out);
                 }
-                () = sleep_until_some(self.idle_deadline) => self.idle_timer_fired(),
-                () = sleep_until_some(self.restart_at) => {
-                    self.restart_at = None;
+                () = sleep_until_some(self.idle.deadline) => self.idle_timer_fired(),
+                () = sleep_until_some(self.backend.restart_at()) => {
                     if let Err(error) = self.spawn_backend() {
                         tracing::error!(%error, "could not restart the MCP server");
                     }
                 }
-                () = sleep_until_some(self.init_deadline) => {
-                    self.init_deadline = None;
-                    let timeout = self.setup.tuning.init_timeout;
-                    self.stop_backend(AfterStop::Failed(format!(
-                        "it did not answer `initialize` within {}s",
-                        timeout.as_secs_f64()
-                    )));
+                () = sleep_until_some(self.backend.init_deadline()) => {
+                    let then = self.backend.init_timed_out();
+                    self.stop_backend(then);
                 }
                 _ = fence.tick() => {
                     if let Some(Err(fenced)) = self.ownership.as_ref().map(Ownership::check) {
@@ -293,16 +304,18 @@ impl Hub {
                 if self.exiting {
                     let _ = admit.send(None);
                 } else if admit.send(self.drain.clone()).is_ok() {
-                    self.n_handshakes += 1;
+                    self.idle.n_handshakes += 1;
                 }
             }
-            Event::HandshakeEnded => self.n_handshakes = self.n_handshakes.saturating_sub(1),
+            Event::HandshakeEnded => {
+                self.idle.n_handshakes = self.idle.n_handshakes.saturating_sub(1);
+            }
             Event::SessionJoined {
                 client,
                 hello,
                 outbox,
             } => {
-                self.n_handshakes = self.n_handshakes.saturating_sub(1);
+                self.idle.n_handshakes = self.idle.n_handshakes.saturating_sub(1);
                 tracing::info!(
                     client,
                     pid = hello.pid,
@@ -319,13 +332,13 @@ impl Hub {
                         label: hello.label,
                     },
                 );
-                self.setup.router.client_joined(client);
-                self.idle_deadline = None;
+                self.router.client_joined(client);
+                self.idle.deadline = None;
             }
             Event::ClientLine { client, line } => {
                 if self.sessions.contains_key(&client) {
                     let mut out = Outputs::default();
-                    self.setup.router.client_line(client, line, &mut out);
+                    self.router.client_line(client, line, &mut out);
                     self.apply(out);
                 }
             }
@@ -344,7 +357,7 @@ impl Hub {
             Event::Control { request, reply } => self.control(request, reply),
             Event::Backend(event) => self.backend_event(event),
             Event::IdleLock(guard) => {
-                self.idle_lock_pending = false;
+                self.idle.lock_pending = false;
                 return self.idle_lock_acquired(guard);
             }
         }
@@ -358,10 +371,7 @@ impl Hub {
         while let Some(out) = pending.pop() {
             let mut backend_wedged = false;
             for message in out.to_backend {
-                let Slot::Running(backend) = &self.backend else {
-                    break;
-                };
-                match backend.send(message) {
+                match self.backend.send(message) {
                     Ok(()) => {}
                     Err(PushError::Full { queued }) => {
                         tracing::error!(
@@ -371,7 +381,7 @@ impl Hub {
                         backend_wedged = true;
                         break;
                     }
-                    // The process is going; its exit event answers what it held.
+                    // No process, or it is going; its exit event answers what it held.
                     Err(PushError::Closed) => break,
                 }
             }
@@ -394,22 +404,13 @@ impl Hub {
             for client in slow_clients {
                 if self.sessions.remove(&client).is_some() {
                     let mut out = Outputs::default();
-                    self.setup.router.client_left(client, &mut out);
+                    self.router.client_left(client, &mut out);
                     pending.push(out);
                     self.arm_idle_if_unused();
                 }
             }
             match out.signal {
-                Some(Signal::Initialized) => {
-                    self.init_deadline = None;
-                    let pid = match &self.backend {
-                        Slot::Running(backend) => Some(backend.pid()),
-                        _ => None,
-                    };
-                    for reply in self.restart_replies.drain(..) {
-                        let _ = reply.send(ControlResponse::Restarted { backend_pid: pid });
-                    }
-                }
+                Some(Signal::Initialized) => self.backend.initialized(),
                 Some(Signal::InitializeFailed(detail)) => {
                     self.stop_backend(AfterStop::Failed(format!(
                         "it answered `initialize` with an error: {detail}"
@@ -425,29 +426,29 @@ impl Hub {
 
     fn client_gone(&mut self, client: ClientId) {
         let mut out = Outputs::default();
-        self.setup.router.client_left(client, &mut out);
+        self.router.client_left(client, &mut out);
         self.apply(out);
         self.arm_idle_if_unused();
     }
 
     fn arm_idle_if_unused(&mut self) {
-        if self.sessions.is_empty() && self.idle_deadline.is_none() {
-            self.idle_deadline = self
-                .setup
+        if self.sessions.is_empty() && self.idle.deadline.is_none() {
+            self.idle.deadline = self
+                .identity
                 .idle_timeout
                 .map(|timeout| tokio::time::Instant::now() + timeout);
         }
     }
 
     fn idle_timer_fired(&mut self) {
-        self.idle_deadline = None;
-        if !self.sessions.is_empty() || self.idle_lock_pending {
+        self.idle.deadline = None;
+        if !self.sessions.is_empty() || self.idle.lock_pending {
             return;
         }
         // Take spawn.lock off the event loop: a proxy may hold it while it connects to us, and
         // that connection needs the hub to admit it.
-        self.idle_lock_pending = true;
-        let path = self.setup.paths.spawn_lock.clone();
+        self.idle.lock_pending = true;
+        let path = self.identity.paths.spawn_lock.clone();
         let events = self.events.clone();
         tokio::task::spawn_blocking(move || {
             let guard = take_spawn_lock(&path, IDLE_SPAWN_LOCK_WAIT);
@@ -458,6 +459,8 @@ impl Hub {
         });
     }
 
+    /// Where the daemon decides to exit on idle: holding `spawn.lock`, with no session and no
+    /// hello in progress. Returns the lock when it commits.
     fn idle_lock_acquired(&mut self, guard: Option<PersistentGuard>) -> Option<PersistentGuard> {
         let Some(guard) = guard else {
             self.arm_idle_if_unused();
@@ -467,13 +470,13 @@ impl Hub {
             tracing::info!("idle exit cancelled: a session joined");
             return None;
         }
-        if self.n_handshakes > 0 {
+        if self.idle.n_handshakes > 0 {
             tracing::info!(
-                n_handshakes = self.n_handshakes,
+                n_handshakes = self.idle.n_handshakes,
                 "idle exit postponed: a connection is completing its hello"
             );
             drop(guard);
-            self.idle_deadline = Some(tokio::time::Instant::now() + IDLE_RETRY);
+            self.idle.deadline = Some(tokio::time::Instant::now() + IDLE_RETRY);
             return None;
         }
         // Committed: from here on, connections are closed before their hello.
@@ -493,18 +496,11 @@ impl Hub {
             }
             ControlRequest::Restart => {
                 tracing::info!("backend restart requested");
-                self.restart_replies.push(reply);
-                self.crashes.reset();
-                self.crash_loop = None;
-                self.restart_at = None;
-                match &mut self.backend {
-                    Slot::Stopping { then, .. } => *then = AfterStop::Restart,
-                    Slot::Running(_) => self.stop_backend(AfterStop::Restart),
-                    Slot::Down => {
-                        if let Err(error) = self.spawn_backend() {
-                            tracing::error!(%error, "could not restart the MCP server");
-                        }
-                    }
+                let spawn_now = self.backend.restart_requested(reply);
+                if self.backend.is_running() {
+                    self.stop_backend(AfterStop::Restart);
+                } else if spawn_now && let Err(error) = self.spawn_backend() {
+                    tracing::error!(%error, "could not restart the MCP server");
                 }
             }
             // `ControlRequest` is non-exhaustive: a variant added to wire but not handled here
@@ -518,70 +514,46 @@ impl Hub {
     }
 
     fn status(&self) -> StatusReport {
-        let backend_pid = match &self.backend {
-            Slot::Running(backend) => Some(backend.pid()),
-            _ => None,
-        };
+        let backend_pid = self.backend.pid();
         let backend_state = if self.exiting {
             BackendState::Stopped
-        } else if self.crash_loop.is_some() {
+        } else if self.router.unavailable().is_some() {
             BackendState::CrashLooped
+        } else if self.router.is_ready() {
+            BackendState::Running
+        } else if backend_pid.is_some() && self.backend.is_first() {
+            BackendState::Starting
         } else {
-            match &self.backend {
-                Slot::Running(_) if self.setup.router.is_ready() => BackendState::Running,
-                Slot::Running(_) if self.generation == 1 => BackendState::Starting,
-                _ => BackendState::Restarting,
-            }
+            BackendState::Restarting
         };
         let rss_bytes = process_rss_bytes(std::process::id())
             .map(|own| own + backend_pid.and_then(group_rss_bytes).unwrap_or(0));
         StatusReport {
             pid: std::process::id(),
-            version: self.setup.version.clone(),
-            key: self.setup.key.clone(),
-            root: self.setup.root.clone(),
-            backend_argv: self.setup.argv.clone(),
+            version: self.identity.version.clone(),
+            key: self.identity.key.clone(),
+            root: self.identity.root.clone(),
+            backend_argv: self.identity.argv.clone(),
             backend_pid,
             backend_state,
-            backend_restarts: self.backend_restarts,
+            backend_restarts: self.backend.restarts(),
             n_clients: u32::try_from(self.sessions.len()).unwrap_or(u32::MAX),
             uptime: self.started.elapsed(),
-            requests_served: self.setup.router.requests_served(),
+            requests_served: self.router.requests_served(),
             rss_bytes,
         }
     }
 
     fn spawn_backend(&mut self) -> std::io::Result<u32> {
-        self.generation += 1;
-        if self.generation > 1 {
-            self.backend_restarts += 1;
-        }
-        let timeouts = StopTimeouts::uniform(self.setup.tuning.stop_grace);
-        match Backend::start(
-            &self.setup.command,
-            &self.setup.log,
-            self.generation,
-            timeouts,
-            self.events.clone(),
-        ) {
-            Ok(backend) => {
-                let pid = backend.pid();
-                tracing::info!(pid, generation = self.generation, "started the MCP server");
-                self.backend = Slot::Running(backend);
-                self.init_deadline =
-                    Some(tokio::time::Instant::now() + self.setup.tuning.init_timeout);
+        match self.backend.spawn() {
+            Ok(pid) => {
                 let mut out = Outputs::default();
-                self.setup.router.backend_started(&mut out);
+                self.router.backend_started(&mut out);
                 self.apply(out);
                 Ok(pid)
             }
             Err(error) => {
-                let program = self
-                    .setup
-                    .argv
-                    .first()
-                    .map_or("", String::as_str)
-                    .to_owned();
+                let program = self.backend.program();
                 self.backend_failed(format!("it could not be started (`{program}`: {error})"));
                 Err(error)
             }
@@ -589,81 +561,26 @@ impl Hub {
     }
 
     fn stop_backend(&mut self, then: AfterStop) {
-        let Slot::Running(backend) = std::mem::replace(&mut self.backend, Slot::Down) else {
+        let Some(reason) = self.backend.stop(then) else {
             return;
         };
-        self.init_deadline = None;
-        let generation = backend.generation();
-        let reason = match &then {
-            AfterStop::Restart => {
-                "the MCP server is being restarted (`shoal restart`); retry the request".to_owned()
-            }
-            AfterStop::Failed(why) => {
-                format!(
-                    "the MCP server was stopped because {why}; shoal is restarting it, retry the request"
-                )
-            }
-        };
         let mut out = Outputs::default();
-        self.setup.router.backend_lost(&reason, &mut out);
-        self.backend = Slot::Stopping {
-            generation,
-            watcher: backend.stop(),
-            then,
-        };
+        self.router.backend_lost(&reason, &mut out);
         self.apply(out);
     }
 
     fn backend_event(&mut self, event: BackendEvent) {
-        match event {
-            BackendEvent::Line { generation, line } => {
-                if matches!(&self.backend, Slot::Running(backend) if backend.generation() == generation)
-                {
-                    let mut out = Outputs::default();
-                    self.setup.router.backend_line(line, &mut out);
-                    self.apply(out);
-                }
+        match self.backend.on_event(event) {
+            Step::None => {}
+            Step::Line(line) => {
+                let mut out = Outputs::default();
+                self.router.backend_line(line, &mut out);
+                self.apply(out);
             }
-            BackendEvent::Exited { generation, status } => {
-                if !matches!(&self.backend, Slot::Running(backend) if backend.generation() == generation)
-                {
-                    return;
-                }
-                self.backend = Slot::Down;
-                self.init_deadline = None;
-                let how = match status {
-                    Ok(status) => describe_exit(status),
-                    Err(error) => format!("its exit status could not be read: {error}"),
-                };
-                tracing::warn!(generation, "the MCP server exited unexpectedly: {how}");
-                self.backend_failed(format!("it exited unexpectedly ({how})"));
-            }
-            BackendEvent::Stopped {
-                generation,
-                outcome,
-            } => {
-                let Slot::Stopping {
-                    generation: stopping,
-                    ..
-                } = &self.backend
-                else {
-                    return;
-                };
-                if *stopping != generation {
-                    return;
-                }
-                tracing::info!(generation, ?outcome, "stopped the MCP server");
-                let Slot::Stopping { then, .. } = std::mem::replace(&mut self.backend, Slot::Down)
-                else {
-                    return;
-                };
-                match then {
-                    AfterStop::Restart => {
-                        if let Err(error) = self.spawn_backend() {
-                            tracing::error!(%error, "could not restart the MCP server");
-                        }
-                    }
-                    AfterStop::Failed(why) => self.backend_failed(why),
+            Step::Failed(why) => self.backend_failed(why),
+            Step::Restart => {
+                if let Err(error) = self.spawn_backend() {
+                    tracing::error!(%error, "could not restart the MCP server");
                 }
             }
         }
@@ -673,35 +590,12 @@ impl Hub {
     /// a backoff, or declare a crash loop.
     fn backend_failed(&mut self, why: String) {
         let mut out = Outputs::default();
-        self.setup.router.backend_lost(
+        self.router.backend_lost(
             &format!("the MCP server stopped: {why}; shoal is restarting it, retry the request"),
             &mut out,
         );
-        match self.crashes.on_crash(Instant::now()) {
-            RestartDecision::RestartAfter(delay) => {
-                tracing::info!(delay_ms = delay.as_millis(), "restarting the MCP server");
-                self.restart_at = Some(tokio::time::Instant::now() + delay);
-            }
-            RestartDecision::CrashLoop => {
-                let tuning = &self.setup.tuning;
-                let reason = format!(
-                    "the MCP server failed {} times within {}s, so shoal stopped restarting it \
-                     (last failure: {why}); see `shoal logs` for its output and run \
-                     `shoal restart` once it is fixed",
-                    tuning.crash_loop_max,
-                    tuning.crash_loop_window.as_secs()
-                );
-                tracing::error!("{reason}");
-                self.setup
-                    .router
-                    .backend_unavailable(reason.clone(), &mut out);
-                for reply in self.restart_replies.drain(..) {
-                    let _ = reply.send(ControlResponse::Error {
-                        message: reason.clone(),
-                    });
-                }
-                self.crash_loop = Some(reason);
-            }
+        if let Failure::CrashLoop(reason) = self.backend.failed(&why) {
+            self.router.backend_unavailable(reason, &mut out);
         }
         self.apply(out);
     }
@@ -718,7 +612,7 @@ impl Hub {
         let spawn_lock = match spawn_lock {
             Some(guard) => Some(guard),
             None => {
-                let path = self.setup.paths.spawn_lock.clone();
+                let path = self.identity.paths.spawn_lock.clone();
                 tokio::task::spawn_blocking(move || {
                     take_spawn_lock(&path, EXIT_SPAWN_LOCK_WAIT).ok()
                 })
@@ -731,17 +625,13 @@ impl Hub {
         let _ = acceptor.await;
 
         let mut out = Outputs::default();
-        self.setup.router.backend_unavailable(
+        self.router.backend_unavailable(
             format!("the shoal daemon is shutting down ({reason}); retry the request"),
             &mut out,
         );
-        self.restart_at = None;
         self.apply(out);
-        for reply in self.restart_replies.drain(..) {
-            let _ = reply.send(ControlResponse::Error {
-                message: "the daemon is shutting down".to_owned(),
-            });
-        }
+        self.backend
+            .refuse_restart_replies("the daemon is shutting down");
         // Dropping the outboxes ends the writers once they flushed what is queued.
         self.sessions.clear();
 
@@ -752,12 +642,7 @@ impl Hub {
         }
         drop(spawn_lock);
 
-        let watcher = match std::mem::replace(&mut self.backend, Slot::Down) {
-            Slot::Running(backend) => Some(backend.stop()),
-            Slot::Stopping { watcher, .. } => Some(watcher),
-            Slot::Down => None,
-        };
-        if let Some(watcher) = watcher {
+        if let Some(watcher) = self.backend.shut_down() {
             let _ = watcher.await;
         }
 
@@ -779,17 +664,5 @@ async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-fn describe_exit(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(signal)) => match nix::sys::signal::Signal::try_from(signal) {
-            Ok(signal) => format!("killed by {signal}"),
-            Err(_) => format!("killed by signal {signal}"),
-        },
-        (None, None) => "unknown exit status".to_owned(),
     }
 }

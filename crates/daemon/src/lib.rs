@@ -9,6 +9,7 @@
 //! its own, with a readiness pipe from whoever spawned it.
 
 mod backend;
+mod config;
 mod connection;
 mod hub;
 mod idle;
@@ -24,9 +25,10 @@ mod socket;
 mod stream;
 
 pub use backend::{BackendCommand, StopOutcome};
+pub use config::{DEFAULT_IDLE_TIMEOUT, DaemonConfig, ExitReason, Outcome, StartError, Tuning};
 pub use idle::{IdleTimeoutError, parse_idle_timeout};
 pub use key::{DaemonKey, KeyId};
 pub use meta::DaemonMeta;
 pub use ownership::{Fenced, Ownership, OwnershipError};
 pub use paths::{DaemonPaths, MAX_SOCKET_PATH, RuntimeDirSource, resolve_runtime_dir};
-pub use run::{DEFAULT_IDLE_TIMEOUT, DaemonConfig, ExitReason, Outcome, StartError, Tuning, run};
+pub use run::run;

@@ -1,11 +1,13 @@
 //! Backend supervision: starting the shared MCP server, stopping its whole process tree, and
 //! deciding when a crashed server is restarted.
 
+mod lifecycle;
 mod policy;
 mod process;
 mod supervisor;
 
-pub(crate) use policy::{CrashHistory, RestartDecision, RestartPolicy};
+pub(crate) use lifecycle::{AfterStop, Failure, Lifecycle, LifecycleConfig, Step};
+pub(crate) use policy::RestartPolicy;
 pub use process::{BackendCommand, StopOutcome};
-pub(crate) use process::{StopTimeouts, group_rss_bytes, process_rss_bytes};
-pub(crate) use supervisor::{Backend, BackendEvent};
+pub(crate) use process::{group_rss_bytes, process_rss_bytes};
+pub(crate) use supervisor::BackendEvent;

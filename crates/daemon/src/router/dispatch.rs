@@ -501,7 +501,7 @@ impl Router {
     }
 
     fn hold(&mut self, client: ClientId, envelope: Envelope, out: &mut Outputs) {
-        let Err(refused) = self.pending.hold(client, envelope) else {
+        let Some(refused) = self.pending.hold(client, envelope) else {
             return;
         };
         if let (Kind::Request, Some(id)) = (refused.kind(), refused.id()) {

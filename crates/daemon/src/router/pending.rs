@@ -22,14 +22,15 @@ pub(super) struct Pending {
 }
 
 impl Pending {
-    /// Hold `envelope`, or hand it back when the queue is full.
-    pub(super) fn hold(&mut self, client: ClientId, envelope: Envelope) -> Result<(), Envelope> {
+    /// Hold `envelope`; when the queue is full it is handed back (`Some`) for the caller to
+    /// refuse.
+    pub(super) fn hold(&mut self, client: ClientId, envelope: Envelope) -> Option<Envelope> {
         if self.bytes + envelope.line().len() > MAX_PENDING_BYTES {
-            return Err(envelope);
+            return Some(envelope);
         }
         self.bytes += envelope.line().len();
         self.queue.push_back((client, envelope));
-        Ok(())
+        None
     }
 
     /// Forget what `client` queued.

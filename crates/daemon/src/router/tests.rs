@@ -1,6 +1,24 @@
-//! Routing rules whose interleavings a real server makes hard to reach on demand. Every rule is
-//! also checked end to end against the real daemon and fixture server in `tests/routing.rs`.
+//! The routing rules, each against the router alone: a script of inputs in, a transcript of what
+//! the router sent out, compared with the expected text (rust-analyzer's `check(input, expect)`
+//! style). `crates/daemon/tests/routing.rs` proves the same rules through real processes; these
+//! pin down each rule's exact output, including interleavings a real server makes hard to reach.
+//!
+//! A script is one input per line:
+//!
+//! - `backend {capabilities}`: (first line only) the backend's initialize capabilities; `{}` by
+//!   default. The router starts with that backend initialized (initialize id 1);
+//! - `join N [sampling,elicitation]`: client N connects, initializes (declaring those
+//!   capabilities) and sends `notifications/initialized`; `attach N`: it only connects;
+//! - `N> {json}`: client N sends a line; `b> {json}`: the backend sends one;
+//! - `leave N`, `lost`, `start`, `unavailable`: client N disconnects; the backend process is
+//!   lost; a new one started; no backend will come.
+//!
+//! The transcript repeats each input and lists its outputs under it: `b< ` for the backend,
+//! `N< ` for client N (sorted by client, each client's messages in order), `signal: ` for news
+//! to the hub. Setup traffic (the initializes of the script's `backend` and `join` lines) is
+//! left out: a `join` line is repeated with no outputs under it.
 
+use std::fmt::Write as _;
 use std::path::Path;
 
 use shoal_wire::Line;
@@ -20,74 +38,755 @@ fn text(message: &Outgoing) -> String {
     String::from_utf8(line.as_bytes().to_vec()).expect("UTF-8")
 }
 
-/// A router whose backend is initialized (the initialize request got id 1).
-fn ready_router() -> Router {
+fn render(out: Outputs, transcript: &mut String) {
+    for message in &out.to_backend {
+        let _ = writeln!(transcript, "  b< {}", text(message));
+    }
+    let mut to_clients = out.to_clients;
+    // Broadcasts come out in hash order; each client's own messages keep theirs.
+    to_clients.sort_by_key(|(client, _)| *client);
+    for (client, message) in &to_clients {
+        let _ = writeln!(transcript, "  {client}< {}", text(message));
+    }
+    if let Some(signal) = out.signal {
+        let _ = writeln!(transcript, "  signal: {signal:?}");
+    }
+}
+
+fn initialized_backend(capabilities: &str) -> Router {
     let mut router = Router::new(Path::new("/project"), "0.0.0-test", "test");
     let mut out = Outputs::default();
     router.backend_started(&mut out);
     router.backend_line(
-        line(r#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"resources":{"subscribe":true}},"serverInfo":{"name":"b","version":"1"}}}"#),
+        line(&format!(
+            r#"{{"jsonrpc":"2.0","id":1,"result":{{"protocolVersion":"2025-11-25","capabilities":{capabilities},"serverInfo":{{"name":"b","version":"1"}}}}}}"#
+        )),
         &mut out,
     );
     router
 }
 
-/// The first subscriber leaves while its subscribe is at the backend, and another client waits on
-/// that subscribe: the backend is not told to cancel it, and its answer reaches the waiter.
+fn client(word: &str) -> u64 {
+    word.parse()
+        .unwrap_or_else(|_| panic!("not a client number: {word:?}"))
+}
+
+/// Run `script` (see the module docs) and compare its transcript with `expected`.
+#[track_caller]
+fn check(script: &str, expected: &str) {
+    let mut lines = script
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .peekable();
+    let capabilities = match lines.peek().and_then(|line| line.strip_prefix("backend ")) {
+        Some(capabilities) => {
+            let capabilities = capabilities.to_owned();
+            lines.next();
+            capabilities
+        }
+        None => "{}".to_owned(),
+    };
+    let mut router = initialized_backend(&capabilities);
+    let mut transcript = String::new();
+    for input in lines {
+        let mut out = Outputs::default();
+        let (verb, rest) = input.split_once(' ').unwrap_or((input, ""));
+        match verb {
+            "join" | "attach" => {
+                let (number, declared) = rest.split_once(' ').unwrap_or((rest, ""));
+                let number = client(number);
+                router.client_joined(number);
+                if verb == "join" {
+                    let capabilities: Vec<String> = declared
+                        .split(',')
+                        .filter(|name| !name.is_empty())
+                        .map(|name| format!(r#""{name}":{{}}"#))
+                        .collect();
+                    let mut setup = Outputs::default();
+                    router.client_line(
+                        number,
+                        line(&format!(
+                            r#"{{"jsonrpc":"2.0","id":"init","method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{{}}},"clientInfo":{{"name":"c{number}","version":"1"}}}}}}"#,
+                            capabilities.join(",")
+                        )),
+                        &mut setup,
+                    );
+                    router.client_line(
+                        number,
+                        line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+                        &mut setup,
+                    );
+                }
+            }
+            "leave" => router.client_left(client(rest), &mut out),
+            "lost" => router.backend_lost("the backend crashed", &mut out),
+            "start" => router.backend_started(&mut out),
+            "unavailable" => router.backend_unavailable("crash loop".to_owned(), &mut out),
+            "b>" => router.backend_line(line(rest), &mut out),
+            _ => match verb.strip_suffix('>') {
+                Some(number) => router.client_line(client(number), line(rest), &mut out),
+                None => panic!("unknown script line: {input:?}"),
+            },
+        }
+        let _ = writeln!(transcript, "{input}");
+        render(out, &mut transcript);
+    }
+    let expected: String = expected
+        .lines()
+        .map(str::trim_end)
+        .skip_while(|line| line.is_empty())
+        .map(|line| line.strip_prefix("        ").unwrap_or(line))
+        .fold(String::new(), |mut text, line| {
+            text.push_str(line);
+            text.push('\n');
+            text
+        });
+    let expected = expected.trim_end().to_owned() + "\n";
+    assert!(
+        transcript == expected,
+        "the transcript differs from the expected one.\n--- expected\n{expected}--- actual\n{transcript}"
+    );
+}
+
+#[test]
+fn initialize_is_answered_from_the_cache_with_a_version_per_client() {
+    check(
+        r#"
+        backend {"tools":{},"tasks":{}}
+        attach 1
+        1> {"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}
+        1> {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2099-01-01","capabilities":{}}}
+        1> {"jsonrpc":"2.0","id":2,"method":"initialize","params":{}}
+        "#,
+        r#"
+        attach 1
+        1> {"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}
+          1< {"jsonrpc":"2.0","id":0,"result":{"capabilities":{"tools":{}},"protocolVersion":"2025-06-18","serverInfo":{"name":"b","version":"1"}}}
+        1> {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2099-01-01","capabilities":{}}}
+          1< {"jsonrpc":"2.0","id":1,"result":{"capabilities":{"tasks":{},"tools":{}},"protocolVersion":"2025-11-25","serverInfo":{"name":"b","version":"1"}}}
+        1> {"jsonrpc":"2.0","id":2,"method":"initialize","params":{}}
+          1< {"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"initialize needs params.protocolVersion (a string)"}}
+        "#,
+    );
+}
+
+/// FIXME: after the restart, tools and prompts `list_changed` are announced although neither
+/// backend offers those lists ("cannot tell" should not apply to a list that never existed).
+#[test]
+fn the_backend_is_initialized_once_and_held_messages_follow_the_replay() {
+    check(
+        r#"
+        backend {"logging":{},"resources":{"subscribe":true}}
+        join 1
+        1> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","id":4,"result":{}}
+        lost
+        1> {"jsonrpc":"2.0","id":3,"method":"tools/list"}
+        1> {"jsonrpc":"2.0","method":"notifications/custom"}
+        1> {"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}
+        start
+        b> {"jsonrpc":"2.0","id":5,"result":{"protocolVersion":"2025-11-25","capabilities":{"logging":{},"resources":{"subscribe":true}}}}
+        "#,
+        r#"
+        join 1
+        1> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}
+          1< {"jsonrpc":"2.0","id":1,"result":{}}
+        1> {"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"a://x"}}
+          b< {"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","id":4,"result":{}}
+          1< {"jsonrpc":"2.0","id":2,"result":{}}
+        lost
+        1> {"jsonrpc":"2.0","id":3,"method":"tools/list"}
+        1> {"jsonrpc":"2.0","method":"notifications/custom"}
+        1> {"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}
+        start
+          b< {"jsonrpc":"2.0","id":5,"method":"initialize","params":{"capabilities":{"elicitation":{},"roots":{},"sampling":{}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+        b> {"jsonrpc":"2.0","id":5,"result":{"protocolVersion":"2025-11-25","capabilities":{"logging":{},"resources":{"subscribe":true}}}}
+          b< {"jsonrpc":"2.0","method":"notifications/initialized"}
+          b< {"jsonrpc":"2.0","id":6,"method":"logging/setLevel","params":{"level":"debug"}}
+          b< {"jsonrpc":"2.0","id":7,"method":"resources/subscribe","params":{"uri":"a://x"}}
+          b< {"jsonrpc":"2.0","id":8,"method":"resources/list","params":{}}
+          b< {"jsonrpc":"2.0","id":9,"method":"tools/list"}
+          b< {"jsonrpc":"2.0","method":"notifications/custom"}
+          1< {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}
+          1< {"jsonrpc":"2.0","method":"notifications/prompts/list_changed"}
+          1< {"jsonrpc":"2.0","id":4,"result":{"capabilities":{"logging":{},"resources":{"subscribe":true}},"protocolVersion":"2025-11-25"}}
+          signal: Initialized
+        "#,
+    );
+}
+
+#[test]
+fn a_failed_initialize_is_signalled_and_nothing_is_released() {
+    check(
+        r#"
+        join 1
+        lost
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/list"}
+        start
+        b> {"jsonrpc":"2.0","id":2,"error":{"code":-32603,"message":"bad config"}}
+        "#,
+        r#"
+        join 1
+        lost
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/list"}
+        start
+          b< {"jsonrpc":"2.0","id":2,"method":"initialize","params":{"capabilities":{"elicitation":{},"roots":{},"sampling":{}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+        b> {"jsonrpc":"2.0","id":2,"error":{"code":-32603,"message":"bad config"}}
+          signal: InitializeFailed("bad config")
+        "#,
+    );
+}
+
+#[test]
+fn initialized_gates_broadcasts() {
+    check(
+        r#"
+        join 1
+        attach 2
+        b> {"jsonrpc":"2.0","method":"notifications/custom","params":{"n":1}}
+        2> {"jsonrpc":"2.0","method":"notifications/initialized"}
+        b> {"jsonrpc":"2.0","method":"notifications/custom","params":{"n":2}}
+        "#,
+        r#"
+        join 1
+        attach 2
+        b> {"jsonrpc":"2.0","method":"notifications/custom","params":{"n":1}}
+          1< {"jsonrpc":"2.0","method":"notifications/custom","params":{"n":1}}
+        2> {"jsonrpc":"2.0","method":"notifications/initialized"}
+        b> {"jsonrpc":"2.0","method":"notifications/custom","params":{"n":2}}
+          1< {"jsonrpc":"2.0","method":"notifications/custom","params":{"n":2}}
+          2< {"jsonrpc":"2.0","method":"notifications/custom","params":{"n":2}}
+        "#,
+    );
+}
+
+#[test]
+fn ping_is_answered_locally_both_ways() {
+    check(
+        r#"
+        join 1
+        1> {"jsonrpc":"2.0","id":"p","method":"ping"}
+        b> {"jsonrpc":"2.0","id":"q","method":"ping"}
+        "#,
+        r#"
+        join 1
+        1> {"jsonrpc":"2.0","id":"p","method":"ping"}
+          1< {"jsonrpc":"2.0","id":"p","result":{}}
+        b> {"jsonrpc":"2.0","id":"q","method":"ping"}
+          b< {"jsonrpc":"2.0","id":"q","result":{}}
+        "#,
+    );
+}
+
+#[test]
+fn colliding_ids_come_back_to_their_owner_with_their_type() {
+    check(
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}
+        2> {"jsonrpc":"2.0","id":"1","method":"tools/call","params":{"name":"b"}}
+        b> {"jsonrpc":"2.0","id":3,"result":{"from":"b"}}
+        b> {"jsonrpc":"2.0","id":2,"error":{"code":1,"message":"from a"}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a"}}
+        2> {"jsonrpc":"2.0","id":"1","method":"tools/call","params":{"name":"b"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b"}}
+        b> {"jsonrpc":"2.0","id":3,"result":{"from":"b"}}
+          2< {"jsonrpc":"2.0","id":"1","result":{"from":"b"}}
+        b> {"jsonrpc":"2.0","id":2,"error":{"code":1,"message":"from a"}}
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"from a"}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        "#,
+    );
+}
+
+#[test]
+fn progress_goes_to_its_owner_under_its_token_and_late_progress_is_dropped() {
+    check(
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":1}}}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":3,"progress":1}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":2}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":1}}}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"_meta":{"progressToken":2}}}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"_meta":{"progressToken":"t"}}}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"_meta":{"progressToken":3}}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":3,"progress":1}}
+          2< {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"t","progress":1}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1}}
+          1< {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":1,"progress":1}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+          1< {"jsonrpc":"2.0","id":1,"result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":2}}
+        "#,
+    );
+}
+
+#[test]
+fn a_cancellation_reaches_the_backend_only_for_its_owners_request_in_flight() {
+    check(
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":7,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","id":7,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"user"}}
+        2> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":7,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","id":7,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"user"}}
+          b< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3,"reason":"user"}}
+        2> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+          1< {"jsonrpc":"2.0","id":7,"result":{}}
+        "#,
+    );
+}
+
+#[test]
+fn a_disconnect_cancels_its_requests_and_answers_the_backend_for_what_it_was_asked() {
+    check(
+        r#"
+        join 1 sampling
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+        b> {"jsonrpc":"2.0","id":"s","method":"sampling/createMessage","params":{}}
+        leave 1
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+        "#,
+        r#"
+        join 1 sampling
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/call"}
+        b> {"jsonrpc":"2.0","id":"s","method":"sampling/createMessage","params":{}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-4","method":"sampling/createMessage","params":{}}
+        leave 1
+          b< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the client disconnected","requestId":2}}
+          b< {"jsonrpc":"2.0","id":"s","error":{"code":-32603,"message":"the client this request was routed to disconnected before answering"}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+          2< {"jsonrpc":"2.0","id":1,"result":{}}
+        "#,
+    );
+}
+
+#[test]
+fn subscriptions_are_counted_per_uri_and_updates_go_to_subscribers() {
+    check(
+        r#"
+        backend {"resources":{"subscribe":true}}
+        join 1
+        join 2
+        join 3
+        1> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+        3> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"resources/unsubscribe","params":{"uri":"a://x"}}
+        3> {"jsonrpc":"2.0","id":2,"method":"resources/unsubscribe","params":{"uri":"a://x"}}
+        leave 2
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        "#,
+        r#"
+        join 1
+        join 2
+        join 3
+        1> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://x"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+          1< {"jsonrpc":"2.0","id":1,"result":{}}
+          2< {"jsonrpc":"2.0","id":1,"result":{}}
+        3> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://x"}}
+          3< {"jsonrpc":"2.0","id":1,"result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+          1< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+          2< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+          3< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"resources/unsubscribe","params":{"uri":"a://x"}}
+          1< {"jsonrpc":"2.0","id":2,"result":{}}
+        3> {"jsonrpc":"2.0","id":2,"method":"resources/unsubscribe","params":{"uri":"a://x"}}
+          3< {"jsonrpc":"2.0","id":2,"result":{}}
+        leave 2
+          b< {"jsonrpc":"2.0","id":4,"method":"resources/unsubscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        "#,
+    );
+}
+
 #[test]
 fn a_pending_first_subscribe_outlives_its_client() {
-    let mut router = ready_router();
-    router.client_joined(1);
-    router.client_joined(2);
-    let subscribe = |id: u32| {
-        line(&format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"resources/subscribe","params":{{"uri":"file:///a"}}}}"#
-        ))
-    };
-    let mut out = Outputs::default();
-    router.client_line(1, subscribe(7), &mut out);
-    let forwarded: Vec<String> = out.to_backend.iter().map(text).collect();
-    let backend_id = forwarded
-        .iter()
-        .find(|message| message.contains("resources/subscribe"))
-        .and_then(|message| message.split(r#""id":"#).nth(1))
-        .and_then(|rest| rest.split(',').next())
-        .expect("the first subscribe reaches the backend")
-        .to_owned();
-
-    let mut out = Outputs::default();
-    router.client_line(2, subscribe(9), &mut out);
-    assert!(
-        out.to_backend.is_empty() && out.to_clients.is_empty(),
-        "client 2 waits on the first"
+    check(
+        r#"
+        backend {"resources":{"subscribe":true}}
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":7,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+        2> {"jsonrpc":"2.0","id":9,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+        leave 1
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":7,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+        2> {"jsonrpc":"2.0","id":9,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+        leave 1
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+          2< {"jsonrpc":"2.0","id":9,"result":{}}
+        "#,
     );
+}
 
-    let mut out = Outputs::default();
-    router.client_left(1, &mut out);
-    assert!(
-        !out.to_backend
-            .iter()
-            .map(text)
-            .any(|message| message.contains("cancelled")),
-        "the subscribe others wait on is not cancelled"
+/// FIXME: client 3 never set a level, yet once others did it sees only `info` and above, where
+/// alone it would see the server's default stream (the debug line too).
+#[test]
+fn log_levels_are_kept_per_client_and_the_backend_runs_at_the_most_verbose() {
+    check(
+        r#"
+        backend {"logging":{}}
+        join 1
+        join 2
+        join 3
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"x"}}
+        1> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"warning"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}
+        2> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"loud"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
+        leave 2
+        "#,
+        r#"
+        join 1
+        join 2
+        join 3
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"x"}}
+          1< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"x"}}
+          2< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"x"}}
+          3< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"x"}}
+        1> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"warning"}}
+          b< {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"warning"}}
+          1< {"jsonrpc":"2.0","id":1,"result":{}}
+        2> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}
+          2< {"jsonrpc":"2.0","id":1,"result":{}}
+        2> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"loud"}}
+          2< {"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"logging/setLevel needs params.level: one of debug, info, notice, warning, error, critical, alert, emergency"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}
+          2< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}
+          3< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
+          1< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
+          2< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
+          3< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
+        leave 2
+          b< {"jsonrpc":"2.0","id":4,"method":"logging/setLevel","params":{"level":"warning"}}
+        "#,
     );
+}
 
-    let mut out = Outputs::default();
-    router.backend_line(
-        line(&format!(
-            r#"{{"jsonrpc":"2.0","id":{backend_id},"result":{{}}}}"#
-        )),
-        &mut out,
+#[test]
+fn list_changed_reaches_every_ready_client() {
+    check(
+        r#"
+        join 1
+        join 2
+        attach 3
+        b> {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}
+        "#,
+        r#"
+        join 1
+        join 2
+        attach 3
+        b> {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}
+          1< {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}
+          2< {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}
+        "#,
     );
-    let answers: Vec<(u64, String)> = out
-        .to_clients
-        .iter()
-        .map(|(client, message)| (*client, text(message)))
-        .collect();
-    assert_eq!(answers.len(), 1, "{answers:?}");
-    assert_eq!(answers[0].0, 2);
-    assert!(
-        answers[0].1.contains(r#""id":9"#) && answers[0].1.contains(r#""result":{}"#),
-        "{answers:?}"
+}
+
+#[test]
+fn roots_are_the_projects_and_a_clients_roots_change_is_swallowed() {
+    check(
+        r#"
+        join 1
+        b> {"jsonrpc":"2.0","id":8,"method":"roots/list"}
+        1> {"jsonrpc":"2.0","method":"notifications/roots/list_changed"}
+        "#,
+        r#"
+        join 1
+        b> {"jsonrpc":"2.0","id":8,"method":"roots/list"}
+          b< {"jsonrpc":"2.0","id":8,"result":{"roots":[{"name":"project","uri":"file:///project"}]}}
+        1> {"jsonrpc":"2.0","method":"notifications/roots/list_changed"}
+        "#,
+    );
+}
+
+#[test]
+fn a_server_request_goes_to_the_capable_client_with_the_latest_request_in_flight() {
+    check(
+        r#"
+        join 1 sampling
+        join 2 sampling
+        join 3
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+        3> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+        b> {"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-5","result":{"stolen":true}}
+        2> {"jsonrpc":"2.0","id":"shoal-test-5","result":{"role":"assistant"}}
+        2> {"jsonrpc":"2.0","id":"shoal-test-5","result":{"again":true}}
+        b> {"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{}}
+        b> {"jsonrpc":"2.0","id":"x1","method":"something/else"}
+        "#,
+        r#"
+        join 1 sampling
+        join 2 sampling
+        join 3
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/call"}
+        3> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":4,"method":"tools/call"}
+        b> {"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}
+          2< {"jsonrpc":"2.0","id":"shoal-test-5","method":"sampling/createMessage","params":{}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-5","result":{"stolen":true}}
+        2> {"jsonrpc":"2.0","id":"shoal-test-5","result":{"role":"assistant"}}
+          b< {"jsonrpc":"2.0","id":"s1","result":{"role":"assistant"}}
+        2> {"jsonrpc":"2.0","id":"shoal-test-5","result":{"again":true}}
+        b> {"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{}}
+          b< {"jsonrpc":"2.0","id":"e1","error":{"code":-32601,"message":"no client connected to shoal can answer `elicitation/create`: none declared the `elicitation` capability"}}
+        b> {"jsonrpc":"2.0","id":"x1","method":"something/else"}
+          b< {"jsonrpc":"2.0","id":"x1","error":{"code":-32601,"message":"shoal does not route `something/else` requests to its clients"}}
+        "#,
+    );
+}
+
+#[test]
+fn the_backend_withdrawing_a_request_reaches_the_client_under_its_id() {
+    check(
+        r#"
+        join 1 elicitation
+        b> {"jsonrpc":"2.0","id":40,"method":"elicitation/create","params":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":40}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-2","result":{"action":"accept"}}
+        "#,
+        r#"
+        join 1 elicitation
+        b> {"jsonrpc":"2.0","id":40,"method":"elicitation/create","params":{}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-2","method":"elicitation/create","params":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":40}}
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"shoal-test-2"}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-2","result":{"action":"accept"}}
+        "#,
+    );
+}
+
+#[test]
+fn tasks_belong_to_their_creator() {
+    check(
+        r#"
+        backend {"tasks":{}}
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000}}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"task":{"taskId":"T","status":"working"}}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"working"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"T"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"T"}}
+        2> {"jsonrpc":"2.0","id":2,"method":"tasks/list"}
+        b> {"jsonrpc":"2.0","id":4,"result":{"tasks":[{"taskId":"T"},{"taskId":"U"}]}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000}}}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000}}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"task":{"taskId":"T","status":"working"}}}
+          1< {"jsonrpc":"2.0","id":1,"result":{"task":{"taskId":"T","status":"working"}}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"working"}}
+          1< {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"working"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"T"}}
+          2< {"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"tasks/get: no task \"T\" belongs to this session"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"tasks/get","params":{"taskId":"T"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"tasks/get","params":{"taskId":"T"}}
+        2> {"jsonrpc":"2.0","id":2,"method":"tasks/list"}
+          b< {"jsonrpc":"2.0","id":4,"method":"tasks/list"}
+        b> {"jsonrpc":"2.0","id":4,"result":{"tasks":[{"taskId":"T"},{"taskId":"U"}]}}
+          2< {"jsonrpc":"2.0","id":2,"result":{"tasks":[]}}
+        "#,
+    );
+}
+
+#[test]
+fn a_batch_is_split_and_its_answers_joined() {
+    check(
+        r#"
+        join 1
+        1> [{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"ping"},{"jsonrpc":"2.0"}]
+        b> {"jsonrpc":"2.0","id":2,"result":{"a":1}}
+        1> [{"jsonrpc":"2.0","method":"n"}]
+        "#,
+        r#"
+        join 1
+        1> [{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"ping"},{"jsonrpc":"2.0"}]
+          b< {"jsonrpc":"2.0","id":2,"method":"a"}
+          b< {"jsonrpc":"2.0","method":"n"}
+        b> {"jsonrpc":"2.0","id":2,"result":{"a":1}}
+          1< [{"jsonrpc":"2.0","id":2,"result":{}},{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request: a message must have `method`, `result` or `error`"}},{"jsonrpc":"2.0","id":1,"result":{"a":1}}]
+        1> [{"jsonrpc":"2.0","method":"n"}]
+          b< {"jsonrpc":"2.0","method":"n"}
+        "#,
+    );
+}
+
+#[test]
+fn server_discover_is_refused_so_dual_era_clients_fall_back() {
+    check(
+        r#"
+        join 1
+        1> {"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}
+        "#,
+        r#"
+        join 1
+        1> {"jsonrpc":"2.0","id":1,"method":"server/discover","params":{}}
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"server/discover is not supported: this shared server speaks the initialize-based MCP protocol; send `initialize`"}}
+        "#,
+    );
+}
+
+#[test]
+fn bad_input_is_answered_to_its_sender_only() {
+    check(
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":
+        1> {"jsonrpc":"1.0","id":2,"method":"x"}
+        1> {"jsonrpc":"2.0","id":null,"method":"x"}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":-32700,"message":"Parse error: the message is not valid JSON"}}
+        1> {"jsonrpc":"1.0","id":2,"method":"x"}
+          1< {"jsonrpc":"2.0","id":2,"error":{"code":-32600,"message":"Invalid Request: `jsonrpc` must be \"2.0\""}}
+        1> {"jsonrpc":"2.0","id":null,"method":"x"}
+          1< {"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request: a request's id must not be null"}}
+        "#,
+    );
+}
+
+#[test]
+fn a_lost_backend_answers_what_it_held_and_withdraws_what_it_asked() {
+    check(
+        r#"
+        join 1 sampling
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+        b> {"jsonrpc":"2.0","id":"s","method":"sampling/createMessage","params":{}}
+        lost
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-3","result":{}}
+        "#,
+        r#"
+        join 1 sampling
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call"}
+        b> {"jsonrpc":"2.0","id":"s","method":"sampling/createMessage","params":{}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-3","method":"sampling/createMessage","params":{}}
+        lost
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":-32080,"message":"the backend crashed"}}
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the MCP server that asked stopped","requestId":"shoal-test-3"}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-3","result":{}}
+        "#,
+    );
+}
+
+#[test]
+fn an_unavailable_backend_refuses_held_and_later_requests_with_its_reason() {
+    check(
+        r#"
+        join 1
+        lost
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/list"}
+        unavailable
+        1> {"jsonrpc":"2.0","id":2,"method":"tools/list"}
+        1> {"jsonrpc":"2.0","method":"notifications/custom"}
+        "#,
+        r#"
+        join 1
+        lost
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/list"}
+        unavailable
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":-32080,"message":"crash loop"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"tools/list"}
+          1< {"jsonrpc":"2.0","id":2,"error":{"code":-32080,"message":"crash loop"}}
+        1> {"jsonrpc":"2.0","method":"notifications/custom"}
+        "#,
+    );
+}
+
+/// FIXME: a `list_changed` tagged with a subscription id is broadcast as a plain `list_changed`
+/// (its params dropped) instead of reaching the listener; and 2026-07-28 carries the id in
+/// `params._meta["io.modelcontextprotocol/subscriptionId"]`, which is not read at all.
+#[test]
+fn a_subscription_stream_goes_to_the_request_that_opened_it() {
+    check(
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/list_changed","params":{"subscriptionId":2}}
+        b> {"jsonrpc":"2.0","method":"notifications/custom","params":{"subscriptionId":2}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{}}
+          b< {"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/list_changed","params":{"subscriptionId":2}}
+          1< {"jsonrpc":"2.0","method":"notifications/resources/list_changed"}
+          2< {"jsonrpc":"2.0","method":"notifications/resources/list_changed"}
+        b> {"jsonrpc":"2.0","method":"notifications/custom","params":{"subscriptionId":2}}
+          1< {"jsonrpc":"2.0","method":"notifications/custom","params":{"subscriptionId":"L"}}
+        "#,
     );
 }
