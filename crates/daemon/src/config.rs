@@ -55,7 +55,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            // LIFECYCLE §5: 2 s per step.
+            // `docs/design/lifecycle.md`, "Backend supervision": 2 s per step.
             stop_grace: Duration::from_secs(2),
             // A fenced daemon must be gone within 5 s: a 1 s check leaves the rest for the drain.
             fence_interval: Duration::from_secs(1),

@@ -1,4 +1,4 @@
-//! Real-process tests of the daemon: SCENARIOS 14–19 and 21–25 as far as they concern the daemon,
+//! Real-process tests of the daemon: scenarios 14–19 and 21–25 of `docs/scenarios.md` as far as they concern the daemon,
 //! plus its control requests, signals and logs.
 //!
 //! Daemons are real processes: this binary re-executed as `daemon ...` (its own `main`, so that

@@ -1,6 +1,7 @@
-//! The routing table (`../shared/MCP-ROUTING.md`, `docs/routing.md`) end to end: real daemons,
+//! The routing table (`docs/routing.md`) end to end: real daemons,
 //! the real fixture server as the backend, clients on the daemon's socket. One test per row,
-//! named after it, plus SCENARIOS 26–34.
+//! named after it, plus scenarios 26–34 of `docs/scenarios.md`. The same rules are checked against the router alone
+//! in `crates/daemon/src/router/tests.rs`; these prove the wiring.
 //!
 //! | row | test |
 //! |---|---|

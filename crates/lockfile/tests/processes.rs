@@ -1,4 +1,4 @@
-//! Real-process tests of the lock: the "Locks" scenarios 1–12 of `SCENARIOS.md`.
+//! Real-process tests of the lock: the lock scenarios 1–12 of `docs/scenarios.md`.
 //!
 //! Contenders are real processes: this binary re-executed as `child <role> ...` (it has its own
 //! `main`, so that no test harness writes on the contenders' stdout, which is how they report).
@@ -86,7 +86,7 @@ const SCENARIOS: &[(&str, fn())] = &[
     ),
 ];
 
-/// How many rounds the 64-process acquire race runs (SCENARIOS.md asks for at least 50).
+/// How many rounds the 64-process acquire race runs (`docs/scenarios.md` asks for at least 50).
 const ACQUIRE_RACE_ROUNDS: usize = 50;
 /// How many rounds the 64-process stale-break race runs, for each of its two kinds of stale lock.
 const BREAK_RACE_ROUNDS: usize = 25;

@@ -1,4 +1,4 @@
-//! Real-process tests of the parent-death watchdog (`SCENARIOS.md` 19: host SIGKILLed → proxy gone).
+//! Real-process tests of the parent-death watchdog (scenario 19 of `docs/scenarios.md`: host SIGKILLed → proxy gone).
 //!
 //! Each scenario starts a "host" (this binary re-executed as `host ...`) that spawns a "proxy"
 //! (re-executed as `proxy ...`) which arms the watchdog with some layers switched off and reports on

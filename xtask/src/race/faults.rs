@@ -1,4 +1,4 @@
-//! `cargo xtask race faults`: SCENARIOS 16, 19 and 20, repeated with real processes.
+//! `cargo xtask race faults`: scenarios 16, 19 and 20 (`docs/scenarios.md`), repeated with real processes.
 //!
 //! The scenarios themselves are tests in `shoal`'s `proxy` test binary (`crates/cli/tests/
 //! proxy.rs`), which the normal suite runs once each. Here they run `rounds` times each, every

@@ -1,5 +1,5 @@
 //! `cargo xtask race lockfile`: the 64-contender acquire and stale-break races of `shoal-lockfile`
-//! (SCENARIOS.md, locks 1 and 2), with real processes.
+//! (scenarios 1 and 2 of `docs/scenarios.md`), with real processes.
 //!
 //! Each round starts 64 contenders (this binary, re-executed as `xtask race-child lockfile contend
 //! ...`) behind two barriers:

@@ -17,7 +17,7 @@ pub(crate) enum Target {
     Lockfile,
     /// 64 `shoal proxy` processes start at once on a cold root: one daemon, one backend.
     Proxy,
-    /// SCENARIOS 16, 19, 20: a daemon dying at start-up, a host SIGKILLed, a daemon SIGKILLed
+    /// Scenarios 16, 19, 20 (`docs/scenarios.md`): a daemon dying at start-up, a host SIGKILLed, a daemon SIGKILLed
     /// under load; each repeated with fresh processes.
     Faults,
     /// SCENARIO 33: 32 clients × 1000 requests per round with random cancels and disconnects

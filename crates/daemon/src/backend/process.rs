@@ -59,7 +59,7 @@ pub(crate) struct StopTimeouts {
 }
 
 impl Default for StopTimeouts {
-    /// 2 s for each polite step (LIFECYCLE §5): long enough for a server to flush a database,
+    /// 2 s for each polite step (`docs/design/lifecycle.md`, "Backend supervision"): long enough for a server to flush a database,
     /// short enough that `shoal stop` and idle exit feel immediate.
     fn default() -> Self {
         StopTimeouts {

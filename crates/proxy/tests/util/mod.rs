@@ -28,7 +28,7 @@ use nix::unistd::Pid;
 pub(crate) const START_WAIT: Duration = Duration::from_secs(20);
 
 /// How long the proxy may take to notice the host's death and exit before the test fails. The
-/// requirement is 1 s (`LIFECYCLE.md` §4); the assertion is looser so that a loaded machine does not
+/// requirement is 1 s (`docs/design/lifecycle.md`, "The proxy's life"); the assertion is looser so that a loaded machine does not
 /// make the suite flaky. The measured latencies are printed; benchmarks hold the 1 s line.
 pub(crate) const DEATH_WAIT: Duration = Duration::from_secs(5);
 
