@@ -146,8 +146,8 @@ pub(crate) struct Hub {
 #[derive(Debug)]
 struct Session {
     outbox: Outbox,
-    pid: u32,
-    label: String,
+    /// `session{client pid label}`: what the hub logs about this session is logged inside it.
+    span: tracing::Span,
 }
 
 /// The idle exit: armed whenever no session is connected, committed only under `spawn.lock`
@@ -316,22 +316,20 @@ impl Hub {
                 outbox,
             } => {
                 self.idle.n_handshakes = self.idle.n_handshakes.saturating_sub(1);
-                tracing::info!(
+                let span = tracing::info_span!(
+                    "session",
                     client,
                     pid = hello.pid,
-                    host_pid = hello.host_pid,
-                    label = %hello.label,
-                    n_clients = self.sessions.len() + 1,
-                    "session joined"
+                    label = %hello.label
                 );
-                self.sessions.insert(
-                    client,
-                    Session {
-                        outbox,
-                        pid: hello.pid,
-                        label: hello.label,
-                    },
-                );
+                span.in_scope(|| {
+                    tracing::info!(
+                        host_pid = hello.host_pid,
+                        n_clients = self.sessions.len() + 1,
+                        "session joined"
+                    );
+                });
+                self.sessions.insert(client, Session { outbox, span });
                 self.router.client_joined(client);
                 self.idle.deadline = None;
             }
@@ -344,13 +342,9 @@ impl Hub {
             }
             Event::ClientLeft { client } => {
                 if let Some(session) = self.sessions.remove(&client) {
-                    tracing::info!(
-                        client,
-                        pid = session.pid,
-                        label = %session.label,
-                        n_clients = self.sessions.len(),
-                        "session left"
-                    );
+                    session.span.in_scope(|| {
+                        tracing::info!(n_clients = self.sessions.len(), "session left");
+                    });
                     self.client_gone(client);
                 }
             }
@@ -391,13 +385,12 @@ impl Hub {
                     continue;
                 };
                 if let Err(PushError::Full { queued }) = session.outbox.push(message) {
-                    tracing::warn!(
-                        client,
-                        pid = session.pid,
-                        label = %session.label,
-                        queued_bytes = queued,
-                        "disconnected a client that stopped reading its messages"
-                    );
+                    session.span.in_scope(|| {
+                        tracing::warn!(
+                            queued_bytes = queued,
+                            "disconnected a client that stopped reading its messages"
+                        );
+                    });
                     slow_clients.push(client);
                 }
             }
