@@ -140,7 +140,8 @@ async fn session(
     let (outbox, receiver) = outbox(context.outbox_budget);
     let (writer_gone, mut writer_gone_signal) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        receiver.write_all_to(write).await;
+        // A failed write means the client is gone; its reader sees that too.
+        let _ = receiver.write_all_to(write).await;
         drop(writer_gone);
         drop(drain_guard);
     });

@@ -111,9 +111,12 @@ impl Outbox {
 }
 
 impl OutboxReceiver {
-    /// Write every message to `writer` until the [`Outbox`] is dropped and drained, or a write
-    /// fails. Messages already queued are batched into one write.
-    pub(crate) async fn write_all_to(mut self, mut writer: impl AsyncWrite + Unpin) {
+    /// Write every message to `writer` until the [`Outbox`] is dropped and drained (`Ok`), or a
+    /// write fails (`Err`). Messages already queued are batched into one write.
+    pub(crate) async fn write_all_to(
+        mut self,
+        mut writer: impl AsyncWrite + Unpin,
+    ) -> std::io::Result<()> {
         let mut codec = LineCodec::new();
         let mut buffer = BytesMut::new();
         while let Some(first) = self.receiver.recv().await {
@@ -141,14 +144,11 @@ impl OutboxReceiver {
                 buffer = BytesMut::new();
             }
             self.queued_bytes.fetch_sub(batched, Ordering::AcqRel);
-            if written.is_err() {
-                return;
-            }
-            if writer.flush().await.is_err() {
-                return;
-            }
+            written?;
+            writer.flush().await?;
         }
         let _ = writer.shutdown().await;
+        Ok(())
     }
 }
 
@@ -184,7 +184,7 @@ mod tests {
         drop(outbox.sender.clone());
         let queued = Arc::clone(&outbox.queued_bytes);
         drop(outbox);
-        receiver.write_all_to(&mut written).await;
+        receiver.write_all_to(&mut written).await.unwrap();
         assert_eq!(written, b"{\"a\":1}\n{\"b\":2}\n");
         assert_eq!(queued.load(Ordering::Acquire), 0);
     }

@@ -68,6 +68,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         crash_loop_and_restart,
     ),
     (
+        "a_half_closed_backend_is_stopped_and_its_requests_answered",
+        a_half_closed_backend_is_stopped,
+    ),
+    (
         "scenario_22_no_backend_process_survives_the_daemon",
         no_backend_process_survives_the_daemon,
     ),
@@ -466,6 +470,43 @@ fn crash_loop_and_restart() {
         .initialize(json!({}))
         .expect("the same connection works after the restart");
     echo(&mut client, "recovered");
+}
+
+/// A server that closes its stdout, or stops reading its stdin, but stays alive can never answer
+/// again: it is treated as dead (its group stopped, a restart), so a request sent to it gets an
+/// error instead of hanging. Each server here answers `initialize` (with the id it was sent),
+/// then closes one pipe and sleeps.
+fn a_half_closed_backend_is_stopped() {
+    const ANSWER_INITIALIZE: &str = r#"read -r line; id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p'); printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"half","version":"1"}}}\n' "$id";"#;
+    for (close, what) in [
+        ("exec 1>&-", "closed its stdout but kept running"),
+        ("exec 0<&-", "stopped reading its stdin but kept running"),
+    ] {
+        let scratch = Scratch::new("half-closed");
+        let mut spec = DaemonSpec::fixture(&scratch, &[]);
+        let script = format!("{ANSWER_INITIALIZE} {close}; exec sleep 600");
+        spec.argv = vec!["sh".into(), "-c".into(), script.into()];
+        let daemon = DaemonProcess::start(&spec);
+        let mut client = session(&daemon.paths.socket, what);
+        let started = Instant::now();
+        let response = client
+            .request("tools/call", json!({"name": "echo", "arguments": {}}))
+            .unwrap_or_else(|error| panic!("{what}: the request must be answered: {error}"));
+        let error = response
+            .error()
+            .unwrap_or_else(|| panic!("{what}: expected an error, got {response:?}"))
+            .clone();
+        assert_eq!(error.code, -32080, "{what}: {error:?}");
+        assert!(error.message.contains(what), "{what}: {error:?}");
+        assert!(
+            started.elapsed() < WAIT,
+            "{what}: answered only after {:?}",
+            started.elapsed()
+        );
+        wait_until("the half-closed server is logged", WAIT, || {
+            daemon.log().contains(what)
+        });
+    }
 }
 
 /// Scenario 22: after the daemon exits (stop, SIGTERM, idle), no process of the backend's tree

@@ -267,6 +267,14 @@ where
                 tracing::warn!(generation, "the MCP server exited unexpectedly: {how}");
                 Step::Failed(format!("it exited unexpectedly ({how})"))
             }
+            BackendEvent::HalfClosed { generation, what } => {
+                if !self.is_current(generation) {
+                    return Step::None;
+                }
+                self.slot = Slot::Down;
+                self.init_deadline = None;
+                Step::Failed(format!("it {what} but kept running"))
+            }
             BackendEvent::Stopped {
                 generation,
                 outcome,

@@ -41,6 +41,12 @@ pub(crate) enum BackendEvent {
         generation: u64,
         outcome: StopOutcome,
     },
+    /// The process closed one of its pipes but kept running, so it could never answer again:
+    /// its group was stopped (`what` says which pipe, for the log and the clients' errors).
+    HalfClosed {
+        generation: u64,
+        what: &'static str,
+    },
 }
 
 /// Bytes the daemon may queue for the backend's stdin. Beyond this the backend is not keeping up
@@ -50,6 +56,11 @@ const STDIN_BUDGET: usize = 64 * 1024 * 1024;
 /// How long the watcher waits for the reader to reach EOF after the process exited. A grandchild
 /// that inherited stdout can keep it open forever; its lines are not worth waiting longer for.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
+
+/// How long a process that closed its stdout (or stopped reading its stdin) has to exit before it
+/// counts as half-closed. A process that is dying closes its pipes a moment before it is reaped;
+/// one that is still alive after this will never answer on that pipe again.
+const HALF_CLOSED_GRACE: Duration = Duration::from_secs(1);
 
 /// The hub's handle on the running backend.
 #[derive(Debug)]
@@ -79,8 +90,13 @@ impl Backend {
         let (mut process, stdout) = BackendProcess::spawn(command, Stdio::from(log.try_clone()?))?;
         let pid = process.pid();
         let (stdin_outbox, stdin_receiver) = outbox(STDIN_BUDGET);
+        let (stdin_failed_sender, stdin_failed) = oneshot::channel();
         if let Some(stdin) = process.take_stdin() {
-            tokio::spawn(stdin_receiver.write_all_to(stdin));
+            tokio::spawn(async move {
+                if stdin_receiver.write_all_to(stdin).await.is_err() {
+                    let _ = stdin_failed_sender.send(());
+                }
+            });
         }
         let (reader_done_sender, reader_done) = oneshot::channel();
         tokio::spawn(read_stdout(
@@ -94,8 +110,11 @@ impl Backend {
             process,
             generation,
             timeouts,
-            stop_requested,
-            reader_done,
+            Signals {
+                stop_requested,
+                reader_done,
+                stdin_failed,
+            },
             events,
         ));
         Ok(Backend {
@@ -159,36 +178,85 @@ async fn read_stdout<E: From<BackendEvent>>(
     let _ = done.send(());
 }
 
-/// Owns the process: reports its exit, or stops it on request (or when the hub drops its handle).
+/// What the watcher waits on besides the process itself.
+struct Signals {
+    /// The hub asked for a stop (or dropped its handle, which counts as asking).
+    stop_requested: oneshot::Receiver<()>,
+    /// The stdout reader ended: EOF, a read error, or nobody left to report to.
+    reader_done: oneshot::Receiver<()>,
+    /// A write to the process's stdin failed.
+    stdin_failed: oneshot::Receiver<()>,
+}
+
+/// How the watcher's wait ended.
+enum Ended {
+    Exited(io::Result<ExitStatus>),
+    StopRequested,
+    /// A pipe closed while the process may still run.
+    PipeClosed(&'static str),
+}
+
+/// Owns the process: reports its exit, stops it on request, and stops it when it closed a pipe
+/// but kept running (a server that closed its stdout, or stopped reading its stdin, would
+/// otherwise hold every request sent to it forever).
 async fn watch<E: From<BackendEvent>>(
     mut process: BackendProcess,
     generation: u64,
     timeouts: StopTimeouts,
-    mut stop_requested: oneshot::Receiver<()>,
-    reader_done: oneshot::Receiver<()>,
+    mut signals: Signals,
     events: mpsc::Sender<E>,
 ) {
-    let exited = tokio::select! {
-        // Either branch can win: the process exits, or the hub asks for a stop (or drops the
-        // handle, which counts as asking).
-        status = process.wait() => Some(status),
-        _ = &mut stop_requested => None,
+    let mut reader_done = signals.reader_done;
+    let mut reader_finished = false;
+    // Exits: the process exits, the hub asks for a stop, or a pipe closes (then the process gets
+    // a short grace to exit on its own before it counts as half-closed).
+    let ended = tokio::select! {
+        status = process.wait() => Ended::Exited(status),
+        _ = &mut signals.stop_requested => Ended::StopRequested,
+        _ = &mut reader_done => {
+            reader_finished = true;
+            Ended::PipeClosed("closed its stdout")
+        }
+        Ok(()) = &mut signals.stdin_failed => Ended::PipeClosed("stopped reading its stdin"),
     };
-    let event = match exited {
-        Some(status) => {
+    let ended = match ended {
+        Ended::PipeClosed(what) => {
+            match tokio::time::timeout(HALF_CLOSED_GRACE, process.wait()).await {
+                Ok(status) => Ended::Exited(status),
+                Err(_still_running) => Ended::PipeClosed(what),
+            }
+        }
+        ended => ended,
+    };
+    let drained = async {
+        if !reader_finished {
+            let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, reader_done).await;
+        }
+    };
+    let event = match ended {
+        Ended::Exited(status) => {
             // The leader is gone; a wrapper's children may not be. Clean up the group now, not
             // when the daemon exits.
             let _ = process.stop(timeouts).await;
-            let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, reader_done).await;
+            drained.await;
             BackendEvent::Exited { generation, status }
         }
-        None => {
+        Ended::StopRequested => {
             let outcome = process.stop(timeouts).await;
-            let _ = tokio::time::timeout(DRAIN_AFTER_EXIT, reader_done).await;
+            drained.await;
             BackendEvent::Stopped {
                 generation,
                 outcome,
             }
+        }
+        Ended::PipeClosed(what) => {
+            tracing::warn!(
+                generation,
+                "the MCP server {what} but kept running; stopping it"
+            );
+            let _ = process.stop(timeouts).await;
+            drained.await;
+            BackendEvent::HalfClosed { generation, what }
         }
     };
     let _ = events.send(event.into()).await;
