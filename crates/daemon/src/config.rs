@@ -48,6 +48,8 @@ pub struct Tuning {
     pub crash_loop_max: usize,
     /// The window for `crash_loop_max`.
     pub crash_loop_window: Duration,
+    /// How long after a crash loop was declared a joining session gets the server one more try.
+    pub fresh_try_after: Duration,
     /// Bytes a session's outbox may hold before the client counts as not reading.
     pub outbox_budget: usize,
 }
@@ -65,6 +67,10 @@ impl Default for Tuning {
             restart_backoff: Duration::from_millis(100),
             crash_loop_max: 5,
             crash_loop_window: Duration::from_secs(60),
+            // The longest restart backoff: a user who fixed the cause and opens a new session a
+            // few seconds later is served, and a loop of sessions cannot restart it faster
+            // than the backoff would have.
+            fresh_try_after: Duration::from_secs(5),
             // Two of the largest messages the codec accepts: a client that is behind by more
             // than that is not reading.
             outbox_budget: 2 * shoal_wire::DEFAULT_MAX_LINE_LEN,

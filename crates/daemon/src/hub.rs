@@ -190,6 +190,7 @@ impl Hub {
                 log: setup.log,
                 stop_grace: tuning.stop_grace,
                 init_timeout: tuning.init_timeout,
+                fresh_try_after: tuning.fresh_try_after,
                 policy: RestartPolicy {
                     max_crashes: tuning.crash_loop_max,
                     window: tuning.crash_loop_window,
@@ -281,6 +282,15 @@ impl Hub {
                 }
                 () = sleep_until_some(self.backend.init_deadline()) => {
                     let then = self.backend.init_timed_out();
+                    if let AfterStop::Failed(why) = &then {
+                        // Held requests have waited a whole start-up: answer them now.
+                        let mut out = Outputs::default();
+                        self.router.fail_pending(
+                            &format!("the MCP server did not start: {why}; shoal is restarting it, retry the request"),
+                            &mut out,
+                        );
+                        self.apply(out);
+                    }
                     self.stop_backend(then);
                 }
                 _ = fence.tick() => {
@@ -332,6 +342,11 @@ impl Hub {
                 self.sessions.insert(client, Session { outbox, span });
                 self.router.client_joined(client);
                 self.idle.deadline = None;
+                if self.backend.fresh_try_due()
+                    && let Err(error) = self.spawn_backend()
+                {
+                    tracing::error!(%error, "could not start the MCP server again");
+                }
             }
             Event::ClientLine { client, line } => {
                 if self.sessions.contains_key(&client) {

@@ -68,6 +68,14 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         crash_loop_and_restart,
     ),
     (
+        "a_server_that_never_initializes_fails_what_waits_and_loops",
+        a_server_that_never_initializes,
+    ),
+    (
+        "a_crash_looped_server_gets_one_fresh_try_from_a_new_session",
+        a_crash_looped_server_gets_a_fresh_try,
+    ),
+    (
         "a_half_closed_backend_is_stopped_and_its_requests_answered",
         a_half_closed_backend_is_stopped,
     ),
@@ -470,6 +478,70 @@ fn crash_loop_and_restart() {
         .initialize(json!({}))
         .expect("the same connection works after the restart");
     echo(&mut client, "recovered");
+}
+
+/// A server that never answers `initialize`: each start-up deadline answers the requests held for
+/// it with a clear error (they do not wait through restart after restart), and failed starts in
+/// a row are a crash loop even though each takes a whole deadline.
+fn a_server_that_never_initializes() {
+    let scratch = Scratch::new("no-init");
+    let mut spec = DaemonSpec::fixture(&scratch, &[]);
+    spec.argv = vec!["sh".into(), "-c".into(), "exec sleep 600".into()];
+    let mut daemon = DaemonProcess::spawn_with(&spec, |command| {
+        command.env("SHOAL_TEST_INIT_TIMEOUT_MS", "700");
+    });
+    assert!(matches!(daemon.readiness(), Readiness::Ready { .. }));
+    let (stream, _) = connect_as(&daemon.paths.socket, Role::Session);
+    let mut client = client_on(stream, "waits-for-initialize");
+    let response = client
+        .request(
+            "initialize",
+            json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}),
+        )
+        .expect("the held initialize is answered at the start-up deadline");
+    let error = response.error().expect("an error").clone();
+    assert_eq!(error.code, -32080, "{error:?}");
+    assert!(
+        error
+            .message
+            .contains("did not answer `initialize` within 0.7s"),
+        "{error:?}"
+    );
+    wait_until("failed starts in a row make a crash loop", WAIT, || {
+        status(&daemon.paths.socket).backend_state == BackendState::CrashLooped
+    });
+}
+
+/// Scenario 21's crash loop, fixed behind shoal's back: a session that joins once the loop is a
+/// little old gets the server one more try, without `shoal restart`.
+fn a_crash_looped_server_gets_a_fresh_try() {
+    let scratch = Scratch::new("fresh-try");
+    let broken = scratch.file("broken");
+    std::fs::write(&broken, "").unwrap();
+    let fixture = shoal_testkit::fixture_bin();
+    let script = format!(
+        "if [ -e '{}' ]; then echo 'config is broken' >&2; exit 3; fi; exec '{}'",
+        broken.display(),
+        fixture.display()
+    );
+    let mut spec = DaemonSpec::fixture(&scratch, &[]);
+    spec.argv = vec!["sh".into(), "-c".into(), script.into()];
+    let daemon = DaemonProcess::start(&spec);
+    let socket = daemon.paths.socket.clone();
+    wait_until("crash loop declared", WAIT, || {
+        status(&socket).backend_state == BackendState::CrashLooped
+    });
+    std::fs::remove_file(&broken).unwrap();
+    wait_until("a new session is served by a fresh try", WAIT, || {
+        let (stream, _) = connect_as(&socket, Role::Session);
+        let mut client = client_on(stream, "after-the-fix");
+        let served = client.initialize(json!({})).is_ok();
+        if served {
+            echo(&mut client, "served without shoal restart");
+        }
+        served
+    });
+    assert_eq!(status(&socket).backend_state, BackendState::Running);
 }
 
 /// A server that closes its stdout, or stops reading its stdin, but stays alive can never answer

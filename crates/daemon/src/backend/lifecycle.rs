@@ -40,6 +40,8 @@ pub(crate) struct LifecycleConfig {
     pub(crate) stop_grace: Duration,
     /// How long a new process may take to answer `initialize`.
     pub(crate) init_timeout: Duration,
+    /// After a crash loop, how long until a joining session gets one more try.
+    pub(crate) fresh_try_after: Duration,
     pub(crate) policy: RestartPolicy,
 }
 
@@ -99,6 +101,10 @@ pub(crate) struct Lifecycle<E> {
     init_deadline: Option<tokio::time::Instant>,
     /// `shoal restart` requests waiting for the new process to be initialized.
     restart_replies: Vec<oneshot::Sender<ControlResponse>>,
+    /// The running (or last) process answered `initialize`.
+    initialized: bool,
+    /// When the crash loop was declared; `None` when not crash-looped.
+    crash_looped_at: Option<Instant>,
 }
 
 impl<E> Lifecycle<E>
@@ -115,6 +121,8 @@ where
             restart_at: None,
             init_deadline: None,
             restart_replies: Vec::new(),
+            initialized: false,
+            crash_looped_at: None,
         }
     }
 
@@ -122,6 +130,8 @@ where
     /// treats it as a failure of the backend ([`Lifecycle::failed`]).
     pub(crate) fn spawn(&mut self) -> std::io::Result<u32> {
         self.restart_at = None;
+        self.crash_looped_at = None;
+        self.initialized = false;
         self.generation += 1;
         let backend = Backend::start(
             &self.config.command,
@@ -194,6 +204,7 @@ where
     /// `shoal restart` requests.
     pub(crate) fn initialized(&mut self) {
         self.init_deadline = None;
+        self.initialized = true;
         let pid = self.pid();
         for reply in self.restart_replies.drain(..) {
             let _ = reply.send(ControlResponse::Restarted { backend_pid: pid });
@@ -229,6 +240,7 @@ where
         self.restart_replies.push(reply);
         self.crashes.reset();
         self.restart_at = None;
+        self.crash_looped_at = None;
         match &mut self.slot {
             Slot::Stopping { then, .. } => {
                 *then = AfterStop::Restart;
@@ -301,7 +313,7 @@ where
 
     /// The backend failed (`why` says how): restart it after a backoff, or declare a crash loop.
     pub(crate) fn failed(&mut self, why: &str) -> Failure {
-        match self.crashes.on_crash(Instant::now()) {
+        match self.crashes.on_crash(Instant::now(), self.initialized) {
             RestartDecision::RestartAfter(delay) => {
                 tracing::info!(delay_ms = delay.as_millis(), "restarting the MCP server");
                 self.restart_at = Some(tokio::time::Instant::now() + delay);
@@ -318,9 +330,27 @@ where
                 );
                 tracing::error!("{reason}");
                 self.refuse_restart_replies(&reason);
+                self.crash_looped_at = Some(Instant::now());
                 Failure::CrashLoop(reason)
             }
         }
+    }
+
+    /// A session joined: if the backend is crash-looped and the loop was declared at least
+    /// `fresh_try_after` ago, its cause may have been fixed since; give it exactly one more try
+    /// (`true`: the caller spawns). A failure of that try declares the loop again at once.
+    pub(crate) fn fresh_try_due(&mut self) -> bool {
+        let due = self
+            .crash_looped_at
+            .is_some_and(|at| at.elapsed() >= self.config.fresh_try_after);
+        if due {
+            tracing::info!(
+                "a session joined a crash-looped MCP server: trying to start it once more"
+            );
+            self.crashes.one_more_try();
+            self.crash_looped_at = None;
+        }
+        due
     }
 
     /// Answer waiting `shoal restart` requests with an error.

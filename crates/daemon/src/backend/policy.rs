@@ -5,6 +5,10 @@
 //! restarted forever: that burns CPU, floods the log and makes every request wait on a start that
 //! will fail. After `max_crashes` within `window` the daemon stops restarting and answers requests
 //! with an error pointing at `shoal logs` and `shoal restart`.
+//!
+//! A server that never gets as far as answering `initialize` fails slowly (the start-up deadline
+//! is a minute), so its failures never crowd a window: consecutive failed starts therefore count
+//! on their own, whatever the time between them, and `max_crashes` of them in a row is a loop too.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -50,6 +54,8 @@ pub(crate) enum RestartDecision {
 pub(crate) struct CrashHistory {
     policy: RestartPolicy,
     crashes: VecDeque<Instant>,
+    /// Failures in a row of processes that never answered `initialize`.
+    failed_starts: usize,
 }
 
 impl CrashHistory {
@@ -57,11 +63,18 @@ impl CrashHistory {
         CrashHistory {
             policy,
             crashes: VecDeque::new(),
+            failed_starts: 0,
         }
     }
 
-    /// Record a crash at `now` and decide what to do.
-    pub(crate) fn on_crash(&mut self, now: Instant) -> RestartDecision {
+    /// Record a crash at `now` of a process that had (`initialized`) or had not answered
+    /// `initialize`, and decide what to do.
+    pub(crate) fn on_crash(&mut self, now: Instant, initialized: bool) -> RestartDecision {
+        self.failed_starts = if initialized {
+            0
+        } else {
+            self.failed_starts + 1
+        };
         while let Some(&oldest) = self.crashes.front() {
             if now.saturating_duration_since(oldest) > self.policy.window {
                 self.crashes.pop_front();
@@ -70,7 +83,9 @@ impl CrashHistory {
             }
         }
         self.crashes.push_back(now);
-        if self.crashes.len() >= self.policy.max_crashes {
+        if self.crashes.len() >= self.policy.max_crashes
+            || self.failed_starts >= self.policy.max_crashes
+        {
             return RestartDecision::CrashLoop;
         }
         let doublings = u32::try_from(self.crashes.len() - 1).unwrap_or(u32::MAX);
@@ -85,6 +100,14 @@ impl CrashHistory {
     /// Forget past crashes: an explicit restart gets a fresh budget.
     pub(crate) fn reset(&mut self) {
         self.crashes.clear();
+        self.failed_starts = 0;
+    }
+
+    /// Allow exactly one more attempt after a crash loop: the next failure declares the loop
+    /// again at once, a success starts afresh.
+    pub(crate) fn one_more_try(&mut self) {
+        self.crashes.clear();
+        self.failed_starts = self.policy.max_crashes.saturating_sub(1);
     }
 }
 
@@ -98,7 +121,7 @@ mod tests {
         let mut history = CrashHistory::new(policy);
         let decisions: Vec<_> = crash_offsets_ms
             .iter()
-            .map(|&offset| history.on_crash(start + Duration::from_millis(offset)))
+            .map(|&offset| history.on_crash(start + Duration::from_millis(offset), true))
             .collect();
         assert_eq!(decisions, expected, "crashes at {crash_offsets_ms:?} ms");
     }
@@ -145,10 +168,53 @@ mod tests {
         let start = Instant::now();
         let mut history = CrashHistory::new(RestartPolicy::default());
         for _ in 0..5 {
-            history.on_crash(start);
+            history.on_crash(start, true);
         }
-        assert_eq!(history.on_crash(start), CrashLoop);
+        assert_eq!(history.on_crash(start, true), CrashLoop);
         history.reset();
-        assert_eq!(history.on_crash(start), ms(100));
+        assert_eq!(history.on_crash(start, true), ms(100));
+    }
+
+    #[test]
+    fn failed_starts_in_a_row_are_a_loop_however_far_apart() {
+        let start = Instant::now();
+        let mut history = CrashHistory::new(RestartPolicy::default());
+        let minutes = |n: u64| start + Duration::from_secs(60 * n);
+        for n in 0..4 {
+            assert!(
+                matches!(history.on_crash(minutes(2 * n), false), RestartAfter(_)),
+                "failed start {n}"
+            );
+        }
+        assert_eq!(history.on_crash(minutes(8), false), CrashLoop);
+        history.reset();
+        for n in 0..4 {
+            history.on_crash(minutes(10 + 2 * n), false);
+        }
+        assert!(
+            matches!(history.on_crash(minutes(20), true), RestartAfter(_)),
+            "a crash after a good start breaks the row"
+        );
+    }
+
+    #[test]
+    fn one_more_try_after_a_loop_fails_fast_or_starts_afresh() {
+        let start = Instant::now();
+        let mut history = CrashHistory::new(RestartPolicy::default());
+        for _ in 0..5 {
+            history.on_crash(start, false);
+        }
+        history.one_more_try();
+        assert_eq!(
+            history.on_crash(start, false),
+            CrashLoop,
+            "the try failed to start"
+        );
+        history.one_more_try();
+        assert_eq!(
+            history.on_crash(start, true),
+            ms(100),
+            "the try served, then crashed"
+        );
     }
 }

@@ -43,10 +43,7 @@ pub(crate) enum BackendEvent {
     },
     /// The process closed one of its pipes but kept running, so it could never answer again:
     /// its group was stopped (`what` says which pipe, for the log and the clients' errors).
-    HalfClosed {
-        generation: u64,
-        what: &'static str,
-    },
+    HalfClosed { generation: u64, what: &'static str },
 }
 
 /// Bytes the daemon may queue for the backend's stdin. Beyond this the backend is not keeping up

@@ -233,6 +233,17 @@ impl Router {
         self.phase = Phase::Unavailable { reason };
     }
 
+    /// The backend failed to start in time: the requests held for it have waited long enough
+    /// and are answered with `reason`; later ones wait for the next process.
+    pub(crate) fn fail_pending(&mut self, reason: &str, out: &mut Outputs) {
+        for (client, envelope) in self.pending.take_all() {
+            if let (Kind::Request, Some(id)) = (envelope.kind(), envelope.id()) {
+                let answer = error_response(Some(&id), ErrorCode::BACKEND_UNAVAILABLE, reason);
+                self.reply(client, &id, answer.into(), out);
+            }
+        }
+    }
+
     /// A line from client `client`.
     pub(crate) fn client_line(
         &mut self,

@@ -451,10 +451,15 @@ pub(crate) fn daemon_main(args: &[String]) -> std::process::ExitCode {
     config.tuning = Tuning {
         stop_grace: Duration::from_millis(500),
         fence_interval: Duration::from_millis(200),
-        init_timeout: Duration::from_secs(20),
+        // A scenario about start-up timeouts shortens it.
+        init_timeout: std::env::var("SHOAL_TEST_INIT_TIMEOUT_MS")
+            .ok()
+            .and_then(|millis| millis.parse().ok())
+            .map_or(Duration::from_secs(20), Duration::from_millis),
         restart_backoff: Duration::from_millis(50),
         crash_loop_max: 3,
         crash_loop_window: Duration::from_secs(60),
+        fresh_try_after: Duration::from_millis(300),
         ..Tuning::default()
     };
     match shoal_daemon::run(config, Some(readiness)) {
