@@ -52,6 +52,8 @@ pub struct Tuning {
     pub fresh_try_after: Duration,
     /// Bytes a session's outbox may hold before the client counts as not reading.
     pub outbox_budget: usize,
+    /// Bytes queued for the backend's stdin beyond which sessions' messages are not read.
+    pub backend_queue_soft_limit: usize,
 }
 
 impl Default for Tuning {
@@ -74,6 +76,10 @@ impl Default for Tuning {
             // Two of the largest messages the codec accepts: a client that is behind by more
             // than that is not reading.
             outbox_budget: 2 * shoal_wire::DEFAULT_MAX_LINE_LEN,
+            // A few large messages, or thousands of small ones, ahead of a busy server: enough to
+            // keep it fed, small enough that back-pressure reaches the hosts soon. The queue can
+            // exceed it by at most one line per session (each reader checks before it reads).
+            backend_queue_soft_limit: 8 * 1024 * 1024,
         }
     }
 }

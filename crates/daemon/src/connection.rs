@@ -17,8 +17,8 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
-use crate::hub::{DrainGuard, Event};
-use crate::outbox::outbox;
+use crate::hub::{DrainGuard, Event, reserved_len};
+use crate::outbox::{Room, outbox};
 use crate::router::ClientId;
 use crate::socket::{self, ReadHalf, WriteHalf};
 use crate::stream::next_line;
@@ -32,6 +32,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) hello: Vec<u8>,
     /// Bytes a session's outbox may hold before the client counts as not reading.
     pub(crate) outbox_budget: usize,
+    /// The backend's queue: no session reads its next message while it is over its soft limit.
+    pub(crate) backend_room: Arc<Room>,
     pub(crate) next_client: AtomicU64,
 }
 
@@ -158,10 +160,18 @@ async fn session(
     }
     loop {
         // Exits: the client closes or its socket fails (EOF / error), or the writer is gone
-        // (the hub dropped the outbox: slow client or shutdown; or a write failed).
+        // (the hub dropped the outbox: slow client or shutdown; or a write failed). The next
+        // message is read only once the backend's queue has room: a busy backend pushes back on
+        // the hosts that send to it, through their sockets, instead of growing the daemon.
         tokio::select! {
-            item = next_line(&mut reader) => match item {
+            item = async {
+                context.backend_room.wait().await;
+                next_line(&mut reader).await
+            } => match item {
                 Some(Ok(line)) => {
+                    // Counted until the hub has routed it (`Hub::handle`), so that lines read
+                    // but not yet routed count against the room too.
+                    context.backend_room.reserve(reserved_len(&line));
                     if events.send(Event::ClientLine { client, line }).await.is_err() {
                         return;
                     }

@@ -37,6 +37,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_lockfile::{PersistentGuard, PersistentLock};
@@ -51,7 +52,7 @@ use crate::backend::{
     Step, group_rss_bytes, process_rss_bytes,
 };
 use crate::config::{ExitReason, Tuning};
-use crate::outbox::{Outbox, PushError};
+use crate::outbox::{Outbox, PushError, Room};
 use crate::ownership::Ownership;
 use crate::paths::DaemonPaths;
 use crate::router::{ClientId, Outputs, Router, Signal};
@@ -110,6 +111,8 @@ pub(crate) struct HubSetup {
     pub(crate) log: File,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) tuning: Tuning,
+    /// The bytes queued for the backend's stdin; session readers wait on it (`outbox.rs`).
+    pub(crate) backend_room: Arc<Room>,
 }
 
 /// The daemon's facts that do not change while it runs (the part of [`HubSetup`] that is not
@@ -126,6 +129,8 @@ struct Identity {
 
 pub(crate) struct Hub {
     identity: Identity,
+    /// Lines read from sessions are reserved here until routed (see `connection.rs`).
+    backend_room: Arc<Room>,
     /// The routing state: sessions' requests, subscriptions, levels; and whether the backend
     /// serves (its phase is the one answer to that question).
     router: Router,
@@ -191,6 +196,7 @@ impl Hub {
                 stop_grace: tuning.stop_grace,
                 init_timeout: tuning.init_timeout,
                 fresh_try_after: tuning.fresh_try_after,
+                stdin_room: Arc::clone(&setup.backend_room),
                 policy: RestartPolicy {
                     max_crashes: tuning.crash_loop_max,
                     window: tuning.crash_loop_window,
@@ -212,6 +218,7 @@ impl Hub {
             },
             router,
             backend,
+            backend_room: setup.backend_room,
             sessions: HashMap::new(),
             idle: IdleExit {
                 // Armed at start-up: a daemon nobody connects to must not live forever.
@@ -349,11 +356,14 @@ impl Hub {
                 }
             }
             Event::ClientLine { client, line } => {
+                let reserved = reserved_len(&line);
                 if self.sessions.contains_key(&client) {
                     let mut out = Outputs::default();
                     self.router.client_line(client, line, &mut out);
                     self.apply(out);
                 }
+                // Routed: what it became is counted by the queues it went to.
+                self.backend_room.release(reserved);
             }
             Event::ClientLeft { client } => {
                 if let Some(session) = self.sessions.remove(&client) {
@@ -373,25 +383,16 @@ impl Hub {
         None
     }
 
-    /// Deliver what the router produced. A client whose outbox is over budget is disconnected;
-    /// a backend that stopped reading its stdin is restarted (which answers what it held).
+    /// Deliver what the router produced. A client whose outbox is over budget is disconnected.
+    /// The backend's queue never refuses: a busy backend slows its senders down instead (see
+    /// `outbox.rs`).
     fn apply(&mut self, out: Outputs) {
         let mut pending = vec![out];
         while let Some(out) = pending.pop() {
-            let mut backend_wedged = false;
             for message in out.to_backend {
-                match self.backend.send(message) {
-                    Ok(()) => {}
-                    Err(PushError::Full { queued }) => {
-                        tracing::error!(
-                            queued_bytes = queued,
-                            "the MCP server is not reading its input; restarting it"
-                        );
-                        backend_wedged = true;
-                        break;
-                    }
-                    // No process, or it is going; its exit event answers what it held.
-                    Err(PushError::Closed) => break,
+                // Closed: no process, or it is going; its exit event answers what it held.
+                if self.backend.send(message).is_err() {
+                    break;
                 }
             }
             let mut slow_clients = Vec::new();
@@ -425,9 +426,6 @@ impl Hub {
                     )));
                 }
                 None => {}
-            }
-            if backend_wedged {
-                self.stop_backend(AfterStop::Failed("it stopped reading its input".to_owned()));
             }
         }
     }
@@ -657,6 +655,11 @@ impl Hub {
         self.drain = None;
         let _ = tokio::time::timeout(DRAIN_WAIT, drained.recv()).await;
     }
+}
+
+/// What a session reader reserved in the backend's room for this line (`connection.rs`).
+pub(crate) fn reserved_len(line: &Result<Line, LineError>) -> usize {
+    line.as_ref().map_or(0, Line::len)
 }
 
 /// Take `spawn.lock`, waiting at most `wait`. Blocks: call it from a blocking thread.

@@ -6,6 +6,13 @@
 //! a push that would take a queue over its byte budget fails at once, and the hub decides what that
 //! means (a client is disconnected; a request to a backend that is not keeping up gets an error).
 //! A writer task per queue does the awaiting and gives the bytes back to the budget as it writes.
+//!
+//! The backend's queue is the exception to "refuse beyond the budget": refusing there would mean
+//! failing a request or restarting a server that is merely busy. Its bytes are counted in a
+//! [`Room`] that session readers consult *before* they read their next message (see
+//! `connection.rs`): while the backend is behind by more than the room's soft limit, no session
+//! reads, so back-pressure reaches the sending hosts (their writes block, as they would on the
+//! server's own stdin) and the queue stays within the soft limit plus one line per session.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::BytesMut;
 use shoal_wire::{Line, LineCodec, Rewritten};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::Encoder;
 
 /// One message on its way out: a line as received or built, or a rewritten envelope (boxed: it
@@ -45,12 +52,64 @@ impl From<Rewritten> for Outgoing {
     }
 }
 
+/// Bytes on their way to one peer, shared by its queue, its writer and whoever waits for room.
+#[derive(Debug)]
+pub(crate) struct Room {
+    queued: AtomicUsize,
+    /// Waiters are let through while fewer bytes than this are queued.
+    soft_limit: usize,
+    made: Notify,
+}
+
+impl Room {
+    pub(crate) fn new(soft_limit: usize) -> Arc<Room> {
+        Arc::new(Room {
+            queued: AtomicUsize::new(0),
+            soft_limit,
+            made: Notify::new(),
+        })
+    }
+
+    /// Bytes queued (or reserved) now.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Wait until fewer than the soft limit are queued.
+    pub(crate) async fn wait(&self) {
+        loop {
+            let made = self.made.notified();
+            tokio::pin!(made);
+            // Registered before the check, so a release between the check and the await wakes us.
+            made.as_mut().enable();
+            if self.queued() < self.soft_limit {
+                return;
+            }
+            made.await;
+        }
+    }
+
+    /// Count `bytes` more (a message queued, or a line read and not yet routed).
+    pub(crate) fn reserve(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// `bytes` are gone (written, dropped, or routed); wakes waiters when that made room.
+    pub(crate) fn release(&self, bytes: usize) {
+        let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
+        if before >= self.soft_limit && before - bytes < self.soft_limit {
+            self.made.notify_waiters();
+        }
+    }
+}
+
 /// The sending side, held by the hub.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     sender: mpsc::UnboundedSender<Outgoing>,
-    queued_bytes: Arc<AtomicUsize>,
-    budget: usize,
+    room: Arc<Room>,
+    /// `None`: never refuse (the backend's queue, bounded by back-pressure instead).
+    budget: Option<usize>,
 }
 
 /// Why a push failed.
@@ -62,29 +121,35 @@ pub(crate) enum PushError {
     Closed,
 }
 
-/// The receiving side, owned by a writer task.
+/// The receiving side, owned by a writer task. Dropping it gives back the bytes of whatever it
+/// did not write, so that a room shared across backend processes never counts a dead one's queue.
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
     receiver: mpsc::UnboundedReceiver<Outgoing>,
-    queued_bytes: Arc<AtomicUsize>,
+    room: Arc<Room>,
 }
 
 /// A queue that refuses pushes beyond `budget` queued bytes. One message is always accepted into
 /// an empty queue, whatever its size (the line codec already bounds a message), so a large result
 /// can never be undeliverable.
 pub(crate) fn outbox(budget: usize) -> (Outbox, OutboxReceiver) {
+    with_room(Room::new(usize::MAX), Some(budget))
+}
+
+/// A queue that never refuses and counts its bytes in `room` (see the module docs).
+pub(crate) fn outbox_in(room: Arc<Room>) -> (Outbox, OutboxReceiver) {
+    with_room(room, None)
+}
+
+fn with_room(room: Arc<Room>, budget: Option<usize>) -> (Outbox, OutboxReceiver) {
     let (sender, receiver) = mpsc::unbounded_channel();
-    let queued_bytes = Arc::new(AtomicUsize::new(0));
     (
         Outbox {
             sender,
-            queued_bytes: Arc::clone(&queued_bytes),
+            room: Arc::clone(&room),
             budget,
         },
-        OutboxReceiver {
-            receiver,
-            queued_bytes,
-        },
+        OutboxReceiver { receiver, room },
     )
 }
 
@@ -92,13 +157,16 @@ impl Outbox {
     pub(crate) fn push(&self, message: impl Into<Outgoing>) -> Result<(), PushError> {
         let message = message.into();
         let size = message.len() + 1;
-        let queued = self.queued_bytes.load(Ordering::Acquire);
-        if queued > 0 && queued + size > self.budget {
+        let queued = self.room.queued();
+        if let Some(budget) = self.budget
+            && queued > 0
+            && queued + size > budget
+        {
             return Err(PushError::Full { queued });
         }
-        self.queued_bytes.fetch_add(size, Ordering::AcqRel);
+        self.room.reserve(size);
         self.sender.send(message).map_err(|_| {
-            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            self.room.release(size);
             PushError::Closed
         })
     }
@@ -106,7 +174,16 @@ impl Outbox {
     /// Bytes waiting to be written.
     #[cfg(test)]
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.queued_bytes.load(Ordering::Acquire)
+        self.room.queued()
+    }
+}
+
+impl Drop for OutboxReceiver {
+    fn drop(&mut self) {
+        self.receiver.close();
+        while let Ok(message) = self.receiver.try_recv() {
+            self.room.release(message.len() + 1);
+        }
     }
 }
 
@@ -143,7 +220,7 @@ impl OutboxReceiver {
                 // Give back the memory of one huge message.
                 buffer = BytesMut::new();
             }
-            self.queued_bytes.fetch_sub(batched, Ordering::AcqRel);
+            self.room.release(batched);
             written?;
             writer.flush().await?;
         }
@@ -181,12 +258,49 @@ mod tests {
         outbox.push(line("{\"a\":1}")).unwrap();
         outbox.push(line("{\"b\":2}")).unwrap();
         let mut written = Vec::new();
-        drop(outbox.sender.clone());
-        let queued = Arc::clone(&outbox.queued_bytes);
+        let room = Arc::clone(&outbox.room);
         drop(outbox);
         receiver.write_all_to(&mut written).await.unwrap();
         assert_eq!(written, b"{\"a\":1}\n{\"b\":2}\n");
-        assert_eq!(queued.load(Ordering::Acquire), 0);
+        assert_eq!(room.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_shared_room_makes_waiters_wait_until_the_queue_drains() {
+        let room = Room::new(8);
+        let (outbox, receiver) = outbox_in(Arc::clone(&room));
+        outbox.push(line("0123456789")).unwrap();
+        outbox
+            .push(line("x"))
+            .expect("the backend's queue never refuses");
+        assert_eq!(room.queued(), 13);
+        let waiter = tokio::spawn({
+            let room = Arc::clone(&room);
+            async move { room.wait().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(
+            !waiter.is_finished(),
+            "over the soft limit: the waiter waits"
+        );
+        let mut written = Vec::new();
+        drop(outbox);
+        receiver.write_all_to(&mut written).await.unwrap();
+        waiter
+            .await
+            .expect("the drained queue lets the waiter through");
+        assert_eq!(room.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_writer_gives_its_unwritten_bytes_back() {
+        let room = Room::new(8);
+        let (outbox, receiver) = outbox_in(Arc::clone(&room));
+        outbox.push(line("0123456789")).unwrap();
+        drop(receiver);
+        assert_eq!(room.queued(), 0);
+        assert_eq!(outbox.push(line("x")), Err(PushError::Closed));
+        assert_eq!(room.queued(), 0);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ use crate::config::{DaemonConfig, Outcome, StartError};
 use crate::connection::{ConnectionContext, accept_loop};
 use crate::hub::{Hub, HubSetup};
 use crate::meta::DaemonMeta;
+use crate::outbox::Room;
 use crate::ownership::{Ownership, OwnershipError};
 use crate::router::Router;
 use crate::signals::Signals;
@@ -104,6 +105,7 @@ fn start_and_serve(
         let listener = tokio::net::UnixListener::from_std(listener).map_err(StartError::Runtime)?;
         let signals = Signals::install().map_err(StartError::Runtime)?;
         let (events_sender, events) = mpsc::channel(EVENT_QUEUE);
+        let backend_room = Room::new(config.tuning.backend_queue_soft_limit);
         let context = Arc::new(ConnectionContext {
             uid: nix::unistd::geteuid().as_raw(),
             hello: {
@@ -112,6 +114,7 @@ fn start_and_serve(
                 line
             },
             outbox_budget: config.tuning.outbox_budget,
+            backend_room: Arc::clone(&backend_room),
             next_client: AtomicU64::new(1),
         });
         let mut hub = Hub::new(
@@ -125,6 +128,7 @@ fn start_and_serve(
                 log,
                 idle_timeout: config.idle_timeout,
                 tuning: config.tuning.clone(),
+                backend_room,
             },
             Router::new(
                 config.key.root(),

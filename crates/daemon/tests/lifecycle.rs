@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use shoal_daemon::DaemonPaths;
 use shoal_testkit::process::{is_alive, read_pid_file};
 use shoal_wire::{BackendState, ControlRequest, ControlResponse, Readiness, Role};
@@ -74,6 +74,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     (
         "a_crash_looped_server_gets_one_fresh_try_from_a_new_session",
         a_crash_looped_server_gets_a_fresh_try,
+    ),
+    (
+        "a_busy_server_pushes_back_on_the_sender_and_is_never_restarted",
+        a_busy_server_pushes_back_on_the_sender,
     ),
     (
         "a_half_closed_backend_is_stopped_and_its_requests_answered",
@@ -542,6 +546,70 @@ fn a_crash_looped_server_gets_a_fresh_try() {
         served
     });
     assert_eq!(status(&socket).backend_state, BackendState::Running);
+}
+
+/// A single-threaded server busy with one session's slow call reads nothing meanwhile, while
+/// another session pipelines 80 requests of 1 MiB: the daemon must not restart the server (which
+/// would fail the slow call), but hold back the sender until the server reads again. Every
+/// request of both sessions gets its own successful answer.
+fn a_busy_server_pushes_back_on_the_sender() {
+    const SERVER: &str = r#"
+import json, sys, time
+for line in sys.stdin:
+    message = json.loads(line)
+    if "id" not in message or "method" not in message:
+        continue
+    if message["method"] == "initialize":
+        result = {"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "busy", "version": "1"}}
+    elif message["params"].get("name") == "slow":
+        time.sleep(3)
+        result = {"slow": "done"}
+    else:
+        result = {"size": len(line)}
+    sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}) + "\n")
+    sys.stdout.flush()
+"#;
+    let scratch = Scratch::new("busy");
+    let server = scratch.file("busy.py");
+    std::fs::write(&server, SERVER).unwrap();
+    let mut spec = DaemonSpec::fixture(&scratch, &[]);
+    spec.argv = vec!["python3".into(), server.into_os_string()];
+    let daemon = DaemonProcess::start(&spec);
+    let socket = daemon.paths.socket.clone();
+    let mut slow = session(&socket, "slow");
+    let mut flood = session(&socket, "flood");
+    let slow_id = slow
+        .send_request("tools/call", json!({"name": "slow"}))
+        .unwrap();
+    let payload = "x".repeat(1024 * 1024);
+    let sender = std::thread::spawn(move || {
+        let ids: Vec<Value> = (0..80)
+            .map(|_| {
+                flood
+                    .send_request(
+                        "tools/call",
+                        json!({"name": "big", "arguments": {"blob": payload}}),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        for id in &ids {
+            let answer = flood.wait_response(id, WAIT).unwrap();
+            assert!(answer.error().is_none(), "flood request {id}: {answer:?}");
+        }
+    });
+    let answer = slow.wait_response(&slow_id, WAIT).unwrap();
+    assert!(
+        answer.error().is_none(),
+        "the slow call must not be failed by another session's flood: {answer:?}"
+    );
+    sender.join().expect("every flood request is answered");
+    assert_eq!(
+        status(&socket).backend_restarts,
+        0,
+        "the busy server was restarted\n{}",
+        daemon.log()
+    );
 }
 
 /// A server that closes its stdout, or stops reading its stdin, but stays alive can never answer

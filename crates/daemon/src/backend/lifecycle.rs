@@ -19,6 +19,7 @@
 //! exit of a replaced process never touches its successor.
 
 use std::fs::File;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shoal_wire::{ControlResponse, Line, LineError};
@@ -28,7 +29,7 @@ use tokio::task::JoinHandle;
 use super::policy::{CrashHistory, RestartDecision, RestartPolicy};
 use super::process::{BackendCommand, StopTimeouts};
 use super::supervisor::{Backend, BackendEvent};
-use crate::outbox::{Outgoing, PushError};
+use crate::outbox::{Outgoing, PushError, Room};
 
 /// What the lifecycle needs to start and stop processes.
 #[derive(Debug)]
@@ -42,6 +43,8 @@ pub(crate) struct LifecycleConfig {
     pub(crate) init_timeout: Duration,
     /// After a crash loop, how long until a joining session gets one more try.
     pub(crate) fresh_try_after: Duration,
+    /// Where the bytes queued for every process's stdin are counted; session readers wait on it.
+    pub(crate) stdin_room: Arc<Room>,
     pub(crate) policy: RestartPolicy,
 }
 
@@ -138,6 +141,7 @@ where
             &self.config.log,
             self.generation,
             StopTimeouts::uniform(self.config.stop_grace),
+            &self.config.stdin_room,
             self.events.clone(),
         )?;
         let pid = backend.pid();

@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_wire::{Line, LineCodec, LineError};
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
 
 use super::process::{BackendCommand, BackendProcess, StopOutcome, StopTimeouts};
-use crate::outbox::{Outbox, Outgoing, PushError, outbox};
+use crate::outbox::{Outbox, Outgoing, PushError, Room, outbox_in};
 use crate::stream::next_line;
 
 /// What the backend's tasks report.
@@ -46,10 +47,6 @@ pub(crate) enum BackendEvent {
     HalfClosed { generation: u64, what: &'static str },
 }
 
-/// Bytes the daemon may queue for the backend's stdin. Beyond this the backend is not keeping up
-/// (or not reading at all), and requests are answered with an error instead of growing memory.
-const STDIN_BUDGET: usize = 64 * 1024 * 1024;
-
 /// How long the watcher waits for the reader to reach EOF after the process exited. A grandchild
 /// that inherited stdout can keep it open forever; its lines are not worth waiting longer for.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
@@ -70,7 +67,8 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    /// Spawn `command` (stderr to `log`) and the tasks around it, reporting to `events`.
+    /// Spawn `command` (stderr to `log`) and the tasks around it, reporting to `events`. Bytes
+    /// queued for its stdin are counted in `stdin_room` (see `outbox.rs`).
     ///
     /// Must run on the daemon's main thread: the parent-death signal fires when the *thread* that
     /// spawned the process exits.
@@ -79,6 +77,7 @@ impl Backend {
         log: &File,
         generation: u64,
         timeouts: StopTimeouts,
+        stdin_room: &Arc<Room>,
         events: mpsc::Sender<E>,
     ) -> io::Result<Backend>
     where
@@ -86,7 +85,7 @@ impl Backend {
     {
         let (mut process, stdout) = BackendProcess::spawn(command, Stdio::from(log.try_clone()?))?;
         let pid = process.pid();
-        let (stdin_outbox, stdin_receiver) = outbox(STDIN_BUDGET);
+        let (stdin_outbox, stdin_receiver) = outbox_in(Arc::clone(stdin_room));
         let (stdin_failed_sender, stdin_failed) = oneshot::channel();
         if let Some(stdin) = process.take_stdin() {
             tokio::spawn(async move {
