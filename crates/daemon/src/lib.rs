@@ -14,6 +14,7 @@ mod connection;
 mod hub;
 mod idle;
 mod key;
+mod limits;
 mod meta;
 mod outbox;
 mod ownership;

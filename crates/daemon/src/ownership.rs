@@ -149,13 +149,27 @@ impl Ownership {
     /// Whether this daemon still owns its key: the lock file still holds our record and the
     /// socket path still names the socket we bound.
     pub fn check(&self) -> Result<(), Fenced> {
-        self.lock.verify().map_err(Fenced::LockLost)?;
-        if !self.socket_is_ours() {
-            return Err(Fenced::SocketLost {
-                path: self.socket_path.clone(),
-            });
+        // Only proof that the lock or the socket is gone or someone else's fences. An I/O error
+        // while looking (no descriptor left to open the lock file with, EMFILE) proves nothing:
+        // the kernel lock this daemon holds is still its own, and exiting would take the shared
+        // server from every session because of a flood of connections.
+        match self.lock.verify() {
+            Ok(()) => {}
+            Err(shoal_lockfile::Error::Io { source, .. }) => {
+                tracing::warn!(error = %source, "could not check the daemon lock; still serving");
+            }
+            Err(error) => return Err(Fenced::LockLost(error)),
         }
-        Ok(())
+        match identity(&self.socket_path) {
+            Ok(found) if found == self.socket_identity => Ok(()),
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(%error, "could not check the daemon socket; still serving");
+                Ok(())
+            }
+            _ => Err(Fenced::SocketLost {
+                path: self.socket_path.clone(),
+            }),
+        }
     }
 
     /// The lock record this daemon published.

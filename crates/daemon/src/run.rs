@@ -42,6 +42,11 @@ fn start_and_serve(
     config: DaemonConfig,
     readiness: &mut ReadinessPipe,
 ) -> Result<Outcome, StartError> {
+    match crate::limits::raise_open_files_limit() {
+        Ok(Some((old, new))) => tracing::debug!(old, new, "raised the open files limit"),
+        Ok(None) => {}
+        Err(error) => tracing::warn!(%error, "could not raise the open files limit"),
+    }
     let paths = config.paths();
     let key_id = config.key.id();
     let version = config.key.shoal_version().to_owned();

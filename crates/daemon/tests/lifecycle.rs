@@ -80,6 +80,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         a_busy_server_pushes_back_on_the_sender,
     ),
     (
+        "running_out_of_descriptors_neither_fences_nor_loses_a_session",
+        running_out_of_descriptors,
+    ),
+    (
         "a_half_closed_backend_is_stopped_and_its_requests_answered",
         a_half_closed_backend_is_stopped,
     ),
@@ -610,6 +614,56 @@ for line in sys.stdin:
         "the busy server was restarted\n{}",
         daemon.log()
     );
+}
+
+/// Plain connections that never send a hello exhaust the daemon's descriptors (its hard limit is
+/// set low here, so raising the soft one cannot help). The once-a-second ownership check then
+/// cannot open `daemon.lock`: that is no proof the lock is someone else's, so the daemon must not
+/// fence itself. A session connected before keeps being served, and once the flood is gone, new
+/// sessions are served again.
+fn running_out_of_descriptors() {
+    use std::os::unix::process::CommandExt as _;
+    let scratch = Scratch::new("emfile");
+    let spec = DaemonSpec::fixture(&scratch, &[]);
+    let mut daemon = DaemonProcess::spawn_with(&spec, |command| {
+        // SAFETY: setrlimit(2) is async-signal-safe and touches only the child's own limits.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 48, 48)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    });
+    assert!(matches!(daemon.readiness(), Readiness::Ready { .. }));
+    let socket = daemon.paths.socket.clone();
+    let mut before = session(&socket, "before-the-flood");
+    let flood: Vec<std::os::unix::net::UnixStream> = (0..80)
+        .filter_map(|_| std::os::unix::net::UnixStream::connect(&socket).ok())
+        .collect();
+    assert!(!flood.is_empty());
+    // Several fence checks (every 200 ms in tests) run while the daemon has no descriptor left.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        echo(&mut before, "served during the flood");
+        assert!(
+            daemon.child.try_wait().unwrap().is_none(),
+            "the daemon exited during the flood\n{}",
+            daemon.log()
+        );
+    }
+    drop(flood);
+    wait_until("a new session is served after the flood", WAIT, || {
+        let (stream, _) = connect_as(&socket, Role::Session);
+        let mut after = client_on(stream, "after-the-flood");
+        after.initialize(json!({})).is_ok()
+    });
+    echo(&mut before, "still served");
+    let log = daemon.log();
+    assert!(
+        log.contains("could not check the daemon lock; still serving"),
+        "the flood must have exhausted the daemon's descriptors during a check\n{log}"
+    );
+    assert!(!log.contains("no longer owns its key"), "{log}");
 }
 
 /// A server that closes its stdout, or stops reading its stdin, but stays alive can never answer
