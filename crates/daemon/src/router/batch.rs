@@ -13,8 +13,9 @@ use crate::outbox::Outgoing;
 pub(super) struct Batches {
     next: u64,
     open: HashMap<u64, Batch>,
-    /// Request id → the batch it came in.
-    members: HashMap<Id, u64>,
+    /// Request id → the batches it came in, oldest first: a client may reuse an id within a
+    /// batch or across batches, and each of those requests still gets its own answer.
+    members: HashMap<Id, Vec<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -44,7 +45,7 @@ impl Batches {
     pub(super) fn expect(&mut self, batch: u64, id: Id) {
         if let Some(open) = self.open.get_mut(&batch) {
             open.waiting += 1;
-            self.members.insert(id, batch);
+            self.members.entry(id).or_default().push(batch);
         }
     }
 
@@ -70,7 +71,7 @@ impl Batches {
         if self.members.is_empty() {
             return Err(answer);
         }
-        let Some(batch) = self.members.remove(id) else {
+        let Some(batch) = self.take_member(id) else {
             return Err(answer);
         };
         let Some(open) = self.open.get_mut(&batch) else {
@@ -83,10 +84,20 @@ impl Batches {
 
     /// Request `id` was cancelled and may never be answered.
     pub(super) fn cancelled(&mut self, id: &Id) -> Option<Line> {
-        let batch = self.members.remove(id)?;
+        let batch = self.take_member(id)?;
         let open = self.open.get_mut(&batch)?;
         open.waiting -= 1;
         self.finish(batch)
+    }
+
+    /// The oldest batch still waiting for a request with this id.
+    fn take_member(&mut self, id: &Id) -> Option<u64> {
+        let batches = self.members.get_mut(id)?;
+        let batch = batches.remove(0);
+        if batches.is_empty() {
+            self.members.remove(id);
+        }
+        Some(batch)
     }
 
     fn finish(&mut self, batch: u64) -> Option<Line> {

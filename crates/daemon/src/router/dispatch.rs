@@ -294,6 +294,15 @@ impl Router {
                     self.client_request(client, item, out);
                 }
                 (_, Some(invalid)) => state.batches.add(batch, invalid.error_response().into()),
+                (Kind::Batch, None) => state.batches.add(
+                    batch,
+                    error_response(
+                        None,
+                        ErrorCode::INVALID_REQUEST,
+                        "Invalid Request: a batch must not contain a batch",
+                    )
+                    .into(),
+                ),
                 _ => self.client_message(client, item, out),
             }
         }

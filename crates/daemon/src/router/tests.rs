@@ -790,3 +790,33 @@ fn a_subscription_stream_goes_to_the_request_that_opened_it() {
         "#,
     );
 }
+
+#[test]
+fn odd_batches_get_the_answers_json_rpc_asks_for() {
+    check(
+        r#"
+        join 1
+        1> [{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":1,"method":"b"}]
+        b> {"jsonrpc":"2.0","id":3,"result":{"b":1}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"a":1}}
+        1> [1,2]
+        1> [[{"jsonrpc":"2.0","id":5,"method":"ping"}]]
+        1> []
+        "#,
+        r#"
+        join 1
+        1> [{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":1,"method":"b"}]
+          b< {"jsonrpc":"2.0","id":2,"method":"a"}
+          b< {"jsonrpc":"2.0","id":3,"method":"b"}
+        b> {"jsonrpc":"2.0","id":3,"result":{"b":1}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"a":1}}
+          1< [{"jsonrpc":"2.0","id":1,"result":{"b":1}},{"jsonrpc":"2.0","id":1,"result":{"a":1}}]
+        1> [1,2]
+          1< [{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request: a message must be a JSON object or array"}},{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request: a message must be a JSON object or array"}}]
+        1> [[{"jsonrpc":"2.0","id":5,"method":"ping"}]]
+          1< [{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request: a batch must not contain a batch"}}]
+        1> []
+          1< {"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Invalid Request: a batch must not be empty"}}
+        "#,
+    );
+}
