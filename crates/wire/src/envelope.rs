@@ -18,15 +18,17 @@ use crate::{Error, ErrorCode, Id, Line};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Validation {
-    /// Every byte is checked against the JSON grammar (RFC 8259): a line is valid exactly when
-    /// `serde_json::from_str::<serde_json::de::IgnoredAny>` accepts it. Like that, nesting depth is
-    /// unlimited (the scanner does not recurse), lone-surrogate escapes (`"\ud800"`) and numbers of
-    /// any magnitude are accepted. For client → daemon traffic: a malformed client message must be
-    /// answered with -32700 to that client, never reach the backend.
+    /// Every byte is checked against the JSON grammar (RFC 8259) and what strict parsers add to
+    /// it: a line is valid exactly when `serde_json::from_str::<serde_json::Value>` accepts it. So
+    /// lone-surrogate escapes (`"\ud800"`), numbers too large for a double (`1e999`) and nesting
+    /// 128 deep are refused (the scanner itself never recurses). For client → daemon traffic: a
+    /// message a strict server would answer with an unattributable `id: null` parse error is
+    /// answered with -32700 to its client instead, and never reaches the backend.
     Full,
     /// The same grammar is checked everywhere except inside string literals, where only `"` and
-    /// `\` are looked at (a backslash skips the byte after it): escape sequences and raw control
-    /// characters inside strings are not checked. The strings routing reads (ids, tokens,
+    /// `\` are looked at (a backslash skips the byte after it): escape sequences, surrogates and
+    /// raw control characters inside strings are not checked, nor is nesting depth; numbers are
+    /// (an overflowing one is refused as in `Full`). The strings routing reads (ids, tokens,
     /// `jsonrpc`, `method`, `uri`) are still fully checked. UTF-8 is guaranteed by [`Line`] in
     /// both modes. For backend → daemon traffic, where results can be many MiB of string content
     /// and the backend is trusted to write JSON.
@@ -111,7 +113,8 @@ impl Field {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidReason {
-    /// Not JSON (with [`Validation::Envelope`]: not JSON outside string contents).
+    /// Not JSON, or JSON that strict parsers refuse (see [`Validation::Full`]); with
+    /// [`Validation::Envelope`]: not JSON outside string contents.
     #[error("the message is not valid JSON")]
     NotJson,
     /// JSON, but not an object or an array.
@@ -919,9 +922,10 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":1,"method":1}"#,
             "Invalid(BadMethod) id=1",
         );
+        // A lone surrogate is refused by the grammar now, before the method is looked at.
         check(
             r#"{"jsonrpc":"2.0","id":1,"method":"\ud800"}"#,
-            "Invalid(BadMethod) id=1",
+            "Invalid(NotJson) id=1",
         );
         check(
             r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"x"}"#,

@@ -222,7 +222,9 @@ mod tests {
         check("\"1\"", Some(("\"1\"", true)));
         let long = format!("\"{}\"", "x".repeat(100));
         check(&long, Some((&long, true)));
-        check("\"\\ud800\"", Some(("\"\\ud800\"", true)));
+        // A lone surrogate is not a string a strict parser accepts, so not an id either.
+        check("\"\\ud800\"", None);
+        check("\"\\ud83d\\ude00\"", Some(("\"\\ud83d\\ude00\"", true)));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! vectorisable loop when validating) and never allocates on valid input, except for batches and
 //! for member names or values that contain escapes (decoded to compare them).
 //!
-//! `FULL = true` checks the complete RFC 8259 grammar, accepting exactly what
-//! `serde_json::from_str::<IgnoredAny>` accepts (the property tests hold it to that). `FULL = false`
+//! `FULL = true` checks the complete RFC 8259 grammar plus what strict parsers refuse beyond it
+//! (lone surrogates, numbers too large for a double, nesting 128 deep), accepting exactly what
+//! `serde_json::from_str::<serde_json::Value>` accepts (the property tests and the fuzzer hold it
+//! to that). `FULL = false`
 //! checks the same grammar except inside strings, where only `"` and `\` are looked at; the strings
 //! routing reads (ids, tokens, `method`, `uri`, `jsonrpc`) are always fully checked.
 
@@ -75,7 +77,11 @@ pub(crate) enum Shape {
 /// Scan a whole line. On a syntax error, `members` still holds what was found before it (so a
 /// caller can answer a request whose `id` came before the error).
 pub(crate) fn scan<const FULL: bool>(bytes: &[u8], members: &mut Members) -> Result<Shape, Syntax> {
-    let mut scanner = Scanner::<FULL> { bytes, pos: 0 };
+    let mut scanner = Scanner::<FULL> {
+        bytes,
+        pos: 0,
+        depth: 0,
+    };
     scanner.skip_whitespace();
     let shape = match scanner.peek() {
         Some(b'{') => {
@@ -100,7 +106,11 @@ pub(crate) fn is_id_token(bytes: &[u8]) -> bool {
     if std::str::from_utf8(bytes).is_err() {
         return false;
     }
-    let mut scanner = Scanner::<true> { bytes, pos: 0 };
+    let mut scanner = Scanner::<true> {
+        bytes,
+        pos: 0,
+        depth: 0,
+    };
     let kind = match scanner.peek() {
         Some(b'"') => scanner.string().map(|_| ValueKind::String),
         Some(b'-' | b'0'..=b'9') => scanner.number().map(|()| ValueKind::Number),
@@ -112,7 +122,17 @@ pub(crate) fn is_id_token(bytes: &[u8]) -> bool {
 struct Scanner<'a, const FULL: bool> {
     bytes: &'a [u8],
     pos: usize,
+    /// Containers open around the current position, outside [`Scanner::value`]'s own.
+    depth: usize,
 }
+
+/// In full validation, a container this deep is refused, as serde_json refuses it (and with it
+/// every server built on a recursive parser that guards its stack): 127 levels are accepted.
+const MAX_DEPTH: usize = 128;
+
+/// Numbers with an exponent or more integer digits than this are checked for overflow: below it,
+/// no JSON number exceeds `f64::MAX`.
+const MAX_PLAIN_DIGITS: usize = 308;
 
 /// Which level of the message a member name belongs to.
 #[derive(Clone, Copy)]
@@ -151,6 +171,24 @@ impl<const FULL: bool> Scanner<'_, FULL> {
     /// skipped. Recursion is bounded: only `params` and `params._meta` descend here.
     fn object_members(&mut self, level: Level, members: &mut Members) -> Result<(), Syntax> {
         self.expect(b'{')?;
+        self.enter(0)?;
+        let result = self.object_members_inside(level, members);
+        self.depth -= 1;
+        result
+    }
+
+    /// One more container opens here, `inner` levels inside the current [`Scanner::value`].
+    fn enter(&mut self, inner: usize) -> Result<(), Syntax> {
+        if inner == 0 {
+            self.depth += 1;
+        }
+        if FULL && self.depth + inner >= MAX_DEPTH {
+            return Err(Syntax);
+        }
+        Ok(())
+    }
+
+    fn object_members_inside(&mut self, level: Level, members: &mut Members) -> Result<(), Syntax> {
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -264,6 +302,7 @@ impl<const FULL: bool> Scanner<'_, FULL> {
     /// A top-level array: element spans.
     fn batch(&mut self) -> Result<Vec<Span>, Syntax> {
         self.expect(b'[')?;
+        self.enter(0)?;
         self.skip_whitespace();
         let mut elements = Vec::new();
         if self.peek() == Some(b']') {
@@ -292,8 +331,8 @@ impl<const FULL: bool> Scanner<'_, FULL> {
         }
     }
 
-    /// Skip one value of any type, without recursion (nesting depth is bounded only by the line
-    /// length, as in serde_json's `IgnoredAny`). Returns the type of the value.
+    /// Skip one value of any type, without recursion. In full validation, nesting is refused at
+    /// [`MAX_DEPTH`]; skimming bounds it only by the line length. Returns the type of the value.
     fn value(&mut self) -> Result<ValueKind, Syntax> {
         let mut nesting = Nesting::default();
         let first = match self.peek() {
@@ -310,6 +349,7 @@ impl<const FULL: bool> Scanner<'_, FULL> {
             match self.peek() {
                 Some(b'{') => {
                     self.pos += 1;
+                    self.enter(nesting.depth + 1)?;
                     self.skip_whitespace();
                     if self.peek() == Some(b'}') {
                         self.pos += 1;
@@ -324,6 +364,7 @@ impl<const FULL: bool> Scanner<'_, FULL> {
                 }
                 Some(b'[') => {
                     self.pos += 1;
+                    self.enter(nesting.depth + 1)?;
                     self.skip_whitespace();
                     if self.peek() == Some(b']') {
                         self.pos += 1;
@@ -383,26 +424,41 @@ impl<const FULL: bool> Scanner<'_, FULL> {
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`: always fully checked (numbers are
-    /// short, and an id that is a number must be exact).
+    /// short, and an id that is a number must be exact). A number too large for a double
+    /// (`1e999`) is refused in both modes, as serde_json and strict servers refuse it: an id or
+    /// token read from such a line would make every message built from it unreadable to them.
     fn number(&mut self) -> Result<(), Syntax> {
+        let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
         }
+        let integer = self.pos;
         match self.peek() {
             Some(b'0') => self.pos += 1,
             Some(b'1'..=b'9') => self.digits(),
             _ => return Err(Syntax),
         }
+        let integer_digits = self.pos - integer;
         if self.peek() == Some(b'.') {
             self.pos += 1;
             self.one_or_more_digits()?;
         }
+        let mut exponent = false;
         if let Some(b'e' | b'E') = self.peek() {
+            exponent = true;
             self.pos += 1;
             if let Some(b'+' | b'-') = self.peek() {
                 self.pos += 1;
             }
             self.one_or_more_digits()?;
+        }
+        if exponent || integer_digits > MAX_PLAIN_DIGITS {
+            // serde_json's own number parser decides, so that "too large" means exactly what it
+            // means to serde_json (its rounding at the edge of the range differs from std's).
+            let text = std::str::from_utf8(&self.bytes[start..self.pos]).map_err(|_| Syntax)?;
+            if serde_json::from_str::<f64>(text).is_err() {
+                return Err(Syntax);
+            }
         }
         Ok(())
     }
@@ -453,11 +509,22 @@ impl<const FULL: bool> Scanner<'_, FULL> {
                             self.pos += 1;
                         }
                         Some(b'u') => {
-                            let hex = self.bytes.get(self.pos + 1..self.pos + 5).ok_or(Syntax)?;
-                            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                                return Err(Syntax);
+                            let unit = self.hex_escape()?;
+                            // A surrogate must come in a pair (high then low): a lone one
+                            // decodes to no character, and strict parsers refuse it.
+                            match unit {
+                                0xD800..=0xDBFF => {
+                                    if self.bytes.get(self.pos..self.pos + 2) != Some(&b"\\u"[..]) {
+                                        return Err(Syntax);
+                                    }
+                                    self.pos += 1;
+                                    if !(0xDC00..=0xDFFF).contains(&self.hex_escape()?) {
+                                        return Err(Syntax);
+                                    }
+                                }
+                                0xDC00..=0xDFFF => return Err(Syntax),
+                                _ => {}
                             }
-                            self.pos += 5;
                         }
                         _ => return Err(Syntax),
                     }
@@ -466,6 +533,19 @@ impl<const FULL: bool> Scanner<'_, FULL> {
                 _ => return Err(Syntax),
             }
         }
+    }
+
+    /// The four hex digits of a `\u` escape (positioned at the `u`), as a UTF-16 code unit.
+    fn hex_escape(&mut self) -> Result<u16, Syntax> {
+        let hex = self.bytes.get(self.pos + 1..self.pos + 5).ok_or(Syntax)?;
+        let mut unit = 0u16;
+        for &digit in hex {
+            let value = char::from(digit).to_digit(16).ok_or(Syntax)?;
+            // Four hex digits fit in 16 bits: `value` < 16.
+            unit = unit << 4 | u16::try_from(value).map_err(|_| Syntax)?;
+        }
+        self.pos += 5;
+        Ok(unit)
     }
 
     /// A string whose contents are not checked: find the closing quote, a backslash skips the
@@ -807,12 +887,82 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_does_not_recurse() {
+    fn deep_nesting_does_not_recurse_and_full_mode_stops_at_128() {
         let depth = 100_000;
         let input = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
-        check(&input, &format!("array [{:?}]", &input[1..input.len() - 1]));
+        let elements = format!("array [{:?}]", &input[1..input.len() - 1]);
+        assert_eq!(render::<false>(&input), elements, "skimming mode");
+        assert_eq!(render::<true>(&input), "syntax error; id so far -");
         let mixed = format!("{}1{}", "{\"a\":[".repeat(200), "]}".repeat(200));
-        check(&format!("[{mixed}]"), &format!("array [{mixed:?}]"));
+        let batch = format!("[{mixed}]");
+        assert_eq!(render::<false>(&batch), format!("array [{mixed:?}]"));
+        assert_eq!(render::<true>(&batch), "syntax error; id so far -");
+        for (depth, accepted) in [(127, true), (128, false)] {
+            let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(
+                render::<true>(&nested).starts_with("array"),
+                accepted,
+                "depth {depth}"
+            );
+            let params = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"m","params":{{"a":{}1{}}}}}"#,
+                "[".repeat(depth - 2),
+                "]".repeat(depth - 2)
+            );
+            assert_eq!(
+                render::<true>(&params).starts_with("jsonrpc"),
+                accepted,
+                "a message whose params nest {depth} deep"
+            );
+        }
+    }
+
+    #[test]
+    fn full_mode_refuses_what_strict_parsers_refuse() {
+        let message = |params: &str| {
+            render::<true>(&format!(
+                r#"{{"jsonrpc":"2.0","id":7,"method":"m","params":{params}}}"#
+            ))
+        };
+        for refused in [
+            r#"{"s":"\ud800"}"#,
+            r#"{"s":"\udc00"}"#,
+            r#"{"s":"\ud800\u0041"}"#,
+            r#"{"s":"\ud800x"}"#,
+            r#"{"n":1e999}"#,
+            r#"{"n":-2e308}"#,
+        ] {
+            assert_eq!(message(refused), "syntax error; id so far 7", "{refused}");
+        }
+        let huge = format!(r#"{{"n":{}}}"#, "9".repeat(400));
+        assert_eq!(message(&huge), "syntax error; id so far 7");
+        // Skimming does not look inside strings, but numbers (ids among them) are always checked.
+        let skimmed = |params: &str| {
+            render::<false>(&format!(
+                r#"{{"jsonrpc":"2.0","id":7,"method":"m","params":{params}}}"#
+            ))
+        };
+        assert!(skimmed(r#"{"s":"\ud800"}"#).starts_with("jsonrpc"));
+        assert_eq!(skimmed(r#"{"n":1e999}"#), "syntax error; id so far 7");
+        assert_eq!(
+            render::<false>(r#"{"jsonrpc":"2.0","id":1e999,"result":{}}"#),
+            "syntax error; id so far -"
+        );
+        for accepted in [
+            r#"{"s":"\ud83d\ude00"}"#,
+            r#"{"n":1e308}"#,
+            r#"{"n":1e-999}"#,
+            r#"{"n":0e99999}"#,
+        ] {
+            assert!(
+                message(accepted).starts_with("jsonrpc=\"2.0\""),
+                "{accepted}"
+            );
+            assert!(
+                render::<false>(&format!(r#"{{"x":{accepted}}}"#)).starts_with("jsonrpc"),
+                "skimming accepts {accepted}"
+            );
+        }
     }
 
     #[test]

@@ -29,7 +29,9 @@ fn number() -> impl Strategy<Value = String> {
         any::<bool>(),
         prop_oneof![Just(String::from("0")), "[1-9][0-9]{0,20}"],
         prop::option::of("[0-9]{1,4}"),
-        prop::option::of(("[eE]", "[+-]?", "[0-9]{1,3}")),
+        // Exponents stay far from overflow: a valid message must stay valid (`near_json` inserts
+        // `1e400` to explore overflow).
+        prop::option::of(("[eE]", "[+-]?", "[0-9]{1,2}")),
     )
         .prop_map(|(negative, integer, fraction, exponent)| {
             let mut text = String::new();
@@ -48,7 +50,8 @@ fn number() -> impl Strategy<Value = String> {
         })
 }
 
-/// A JSON string literal, sometimes with escapes a serializer would not write.
+/// A JSON string literal, sometimes with escapes a serializer would not write (all valid: lone
+/// surrogates are inserted by `near_json`).
 fn string() -> impl Strategy<Value = String> {
     prop_oneof![
         any::<String>().prop_map(|text| serde_json::to_string(&text).unwrap()),
@@ -61,7 +64,7 @@ fn string() -> impl Strategy<Value = String> {
                 Just(String::from("\\n")),
                 Just(String::from("\\u00e9")),
                 Just(String::from("\\ud83d\\ude00")),
-                Just(String::from("\\uD800")),
+                Just(String::from("\\uDBFF\\uDFFF")),
                 Just(String::from("é✓")),
             ],
             0..6
@@ -176,7 +179,7 @@ fn near_json() -> impl Strategy<Value = String> {
         0..3usize,
         prop::sample::select(vec![
             "", "{", "}", "[", "]", ",", ":", "\"", "\\", "0", "-", "e", ".", "t", "n", " ", "\t",
-            "\u{1}", "é", "\\u12", "1e400", "tru",
+            "\u{1}", "é", "\\u12", "1e400", "tru", "\\uD800", "\\uDC00x", "[[[[[[[[",
         ]),
     );
     (
@@ -277,7 +280,7 @@ proptest! {
 
     #[test]
     fn full_validation_agrees_with_serde_json(text in near_json()) {
-        let serde_ok = serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok();
+        let serde_ok = serde_json::from_str::<serde_json::Value>(&text).is_ok();
         let full = Envelope::parse(line(&text), Validation::Full);
         let full_ok = full.invalid().is_none_or(|invalid| invalid.reason() != InvalidReason::NotJson);
         prop_assert_eq!(full_ok, serde_ok, "{:?}", text);

@@ -584,7 +584,17 @@ impl Router {
             .and_then(|id| id.as_str().parse::<u64>().ok())
             .and_then(|backend_id| self.in_flight.finish(backend_id));
         let Some(entry) = entry else {
-            tracing::debug!("dropped an answer to no request in flight");
+            if envelope.has_null_id() {
+                // A server's parse error: it could not read something it was sent, and cannot
+                // say what. Client lines it could not parse are refused before they reach it
+                // (`Validation::Full`), so this is news about the daemon's own traffic.
+                tracing::warn!(
+                    "the MCP server answered a message it could not read with an error that names \
+                     no request; dropped it"
+                );
+            } else {
+                tracing::debug!("dropped an answer to no request in flight");
+            }
             return;
         };
         let success = envelope.kind() == Kind::Response;

@@ -820,3 +820,29 @@ fn odd_batches_get_the_answers_json_rpc_asks_for() {
         "#,
     );
 }
+
+/// Lines that JSON's grammar allows but strict parsers refuse would reach the backend, whose
+/// `id: null` parse error nobody could be told about: the client gets the -32700 itself.
+#[test]
+fn what_strict_servers_cannot_parse_is_refused_to_its_sender() {
+    let deep = format!("{}{}", "[".repeat(130), "]".repeat(130));
+    check(
+        &format!(
+            r#"
+        join 1
+        1> {{"jsonrpc":"2.0","id":1,"method":"a","params":{{"s":"\ud800"}}}}
+        1> {{"jsonrpc":"2.0","id":2,"method":"a","params":{{"n":1e999}}}}
+        1> {{"jsonrpc":"2.0","id":3,"method":"a","params":{{"d":{deep}}}}}
+        "#
+        ),
+        r#"
+        join 1
+        1> {"jsonrpc":"2.0","id":1,"method":"a","params":{"s":"\ud800"}}
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":-32700,"message":"Parse error: the message is not valid JSON"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"a","params":{"n":1e999}}
+          1< {"jsonrpc":"2.0","id":2,"error":{"code":-32700,"message":"Parse error: the message is not valid JSON"}}
+        1> {"jsonrpc":"2.0","id":3,"method":"a","params":{"d":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}
+          1< {"jsonrpc":"2.0","id":3,"error":{"code":-32700,"message":"Parse error: the message is not valid JSON"}}
+        "#,
+    );
+}
