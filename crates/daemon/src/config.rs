@@ -52,6 +52,10 @@ pub struct Tuning {
     pub fresh_try_after: Duration,
     /// Bytes a session's outbox may hold before the client counts as not reading.
     pub outbox_budget: usize,
+    /// Bytes in a session's outbox beyond which the daemon stops reading its requests.
+    pub outbox_soft_limit: usize,
+    /// How long a write to a session may make no progress before it is cut off.
+    pub stall_timeout: Duration,
     /// Bytes queued for the backend's stdin beyond which sessions' messages are not read.
     pub backend_queue_soft_limit: usize,
 }
@@ -76,6 +80,12 @@ impl Default for Tuning {
             // Two of the largest messages the codec accepts: a client that is behind by more
             // than that is not reading.
             outbox_budget: 2 * shoal_wire::DEFAULT_MAX_LINE_LEN,
+            // A session this far behind on its answers asks for no more until it catches up; its
+            // outbox then grows only by the answers to requests already made.
+            outbox_soft_limit: 8 * 1024 * 1024,
+            // Hosts read their server's stdout continuously; one that has not taken a byte for a
+            // minute is stuck, and holds its queue (up to `outbox_budget`) until it is cut off.
+            stall_timeout: Duration::from_secs(60),
             // A few large messages, or thousands of small ones, ahead of a busy server: enough to
             // keep it fed, small enough that back-pressure reaches the hosts soon. The queue can
             // exceed it by at most one line per session (each reader checks before it reads).

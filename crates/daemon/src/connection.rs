@@ -32,6 +32,10 @@ pub(crate) struct ConnectionContext {
     pub(crate) hello: Vec<u8>,
     /// Bytes a session's outbox may hold before the client counts as not reading.
     pub(crate) outbox_budget: usize,
+    /// Bytes in a session's outbox beyond which its next message is not read.
+    pub(crate) outbox_soft_limit: usize,
+    /// How long a write to a session may make no progress before the client is cut off.
+    pub(crate) stall_timeout: Duration,
     /// The backend's queue: no session reads its next message while it is over its soft limit.
     pub(crate) backend_room: Arc<Room>,
     pub(crate) next_client: AtomicU64,
@@ -139,11 +143,32 @@ async fn session(
     drain_guard: DrainGuard,
 ) {
     let client: ClientId = context.next_client.fetch_add(1, Ordering::Relaxed);
-    let (outbox, receiver) = outbox(context.outbox_budget);
+    let (outbox, receiver) = outbox(context.outbox_budget, context.outbox_soft_limit);
+    let own_room = Arc::clone(outbox.room());
     let (writer_gone, mut writer_gone_signal) = oneshot::channel::<()>();
+    let (cut_off, was_cut_off) = oneshot::channel::<()>();
+    let context_for_writer = Arc::clone(&context);
     tokio::spawn(async move {
-        // A failed write means the client is gone; its reader sees that too.
-        let _ = receiver.write_all_to(write).await;
+        let context = context_for_writer;
+        // Exits: the queue was drained after the hub let go of it (the session left, or the
+        // daemon stops); a write failed (the client is gone; its reader sees that too); or the
+        // hub cut the client off for not reading (its outbox went over budget), or a write made
+        // no progress for `stall_timeout`: everything still queued is dropped at once rather
+        // than held until a host that stopped reading reads again. A message cut
+        // short then is dropped by the proxy (`LineCodec::set_keep_partial_last_line`).
+        let stall = context.stall_timeout;
+        tokio::select! {
+            written = receiver.write_all_to(write, Some(stall)) => {
+                if written.is_err_and(|error| error.kind() == std::io::ErrorKind::TimedOut) {
+                    tracing::warn!(
+                        client,
+                        stalled_for = ?stall,
+                        "disconnected a client that stopped reading its messages"
+                    );
+                }
+            }
+            Ok(()) = was_cut_off => {}
+        }
         drop(writer_gone);
         drop(drain_guard);
     });
@@ -152,6 +177,7 @@ async fn session(
             client,
             hello,
             outbox,
+            cut_off,
         })
         .await
         .is_err()
@@ -161,11 +187,14 @@ async fn session(
     loop {
         // Exits: the client closes or its socket fails (EOF / error), or the writer is gone
         // (the hub dropped the outbox: slow client or shutdown; or a write failed). The next
-        // message is read only once the backend's queue has room: a busy backend pushes back on
-        // the hosts that send to it, through their sockets, instead of growing the daemon.
+        // message is read only once the backend's queue and the session's own outbox have room:
+        // a busy backend pushes back on the hosts that send to it, and a host that stops reading
+        // its answers stops being read, through their sockets, instead of growing the daemon.
         tokio::select! {
             item = async {
                 context.backend_room.wait().await;
+                // A client that does not read its answers gets no more of them.
+                own_room.wait().await;
                 next_line(&mut reader).await
             } => match item {
                 Some(Ok(line)) => {

@@ -77,6 +77,8 @@ pub(crate) enum Event {
         client: ClientId,
         hello: ClientHello,
         outbox: Outbox,
+        /// Sent to cut the client off: its writer drops what is queued and closes at once.
+        cut_off: oneshot::Sender<()>,
     },
     ClientLine {
         client: ClientId,
@@ -151,6 +153,7 @@ pub(crate) struct Hub {
 #[derive(Debug)]
 struct Session {
     outbox: Outbox,
+    cut_off: oneshot::Sender<()>,
     /// `session{client pid label}`: what the hub logs about this session is logged inside it.
     span: tracing::Span,
 }
@@ -331,6 +334,7 @@ impl Hub {
                 client,
                 hello,
                 outbox,
+                cut_off,
             } => {
                 self.idle.n_handshakes = self.idle.n_handshakes.saturating_sub(1);
                 let span = tracing::info_span!(
@@ -346,7 +350,14 @@ impl Hub {
                         "session joined"
                     );
                 });
-                self.sessions.insert(client, Session { outbox, span });
+                self.sessions.insert(
+                    client,
+                    Session {
+                        outbox,
+                        cut_off,
+                        span,
+                    },
+                );
                 self.router.client_joined(client);
                 self.idle.deadline = None;
                 if self.backend.fresh_try_due()
@@ -411,7 +422,9 @@ impl Hub {
                 }
             }
             for client in slow_clients {
-                if self.sessions.remove(&client).is_some() {
+                if let Some(session) = self.sessions.remove(&client) {
+                    // Its queue is dropped now, not when (if ever) its host reads again.
+                    let _ = session.cut_off.send(());
                     let mut out = Outputs::default();
                     self.router.client_left(client, &mut out);
                     pending.push(out);

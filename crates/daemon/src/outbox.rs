@@ -131,9 +131,9 @@ pub(crate) struct OutboxReceiver {
 
 /// A queue that refuses pushes beyond `budget` queued bytes. One message is always accepted into
 /// an empty queue, whatever its size (the line codec already bounds a message), so a large result
-/// can never be undeliverable.
-pub(crate) fn outbox(budget: usize) -> (Outbox, OutboxReceiver) {
-    with_room(Room::new(usize::MAX), Some(budget))
+/// can never be undeliverable. Its [`Room`] lets waiters through below `soft_limit`.
+pub(crate) fn outbox(budget: usize, soft_limit: usize) -> (Outbox, OutboxReceiver) {
+    with_room(Room::new(soft_limit), Some(budget))
 }
 
 /// A queue that never refuses and counts its bytes in `room` (see the module docs).
@@ -154,6 +154,11 @@ fn with_room(room: Arc<Room>, budget: Option<usize>) -> (Outbox, OutboxReceiver)
 }
 
 impl Outbox {
+    /// The room its bytes are counted in.
+    pub(crate) fn room(&self) -> &Arc<Room> {
+        &self.room
+    }
+
     pub(crate) fn push(&self, message: impl Into<Outgoing>) -> Result<(), PushError> {
         let message = message.into();
         let size = message.len() + 1;
@@ -189,10 +194,12 @@ impl Drop for OutboxReceiver {
 
 impl OutboxReceiver {
     /// Write every message to `writer` until the [`Outbox`] is dropped and drained (`Ok`), or a
-    /// write fails (`Err`). Messages already queued are batched into one write.
+    /// write fails (`Err`), or one write makes no progress for `stall` (`Err` of kind
+    /// `TimedOut`: the peer stopped reading). Messages already queued are batched into one write.
     pub(crate) async fn write_all_to(
         mut self,
         mut writer: impl AsyncWrite + Unpin,
+        stall: Option<std::time::Duration>,
     ) -> std::io::Result<()> {
         let mut codec = LineCodec::new();
         let mut buffer = BytesMut::new();
@@ -214,7 +221,12 @@ impl OutboxReceiver {
                     message = self.receiver.try_recv().ok();
                 }
             }
-            let written = writer.write_all(&buffer).await;
+            let written = match stall {
+                Some(stall) => tokio::time::timeout(stall, writer.write_all(&buffer))
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into())),
+                None => writer.write_all(&buffer).await,
+            };
             buffer.clear();
             if buffer.capacity() > 4 * WRITE_BATCH {
                 // Give back the memory of one huge message.
@@ -243,7 +255,7 @@ mod tests {
 
     #[test]
     fn refuses_pushes_beyond_the_budget_but_always_takes_one() {
-        let (outbox, _receiver) = outbox(10);
+        let (outbox, _receiver) = outbox(10, 10);
         outbox.push(line("0123456789abcdef")).unwrap();
         assert_eq!(
             outbox.push(line("x")),
@@ -254,13 +266,13 @@ mod tests {
 
     #[tokio::test]
     async fn writes_lines_and_gives_the_budget_back() {
-        let (outbox, receiver) = outbox(64);
+        let (outbox, receiver) = outbox(64, 64);
         outbox.push(line("{\"a\":1}")).unwrap();
         outbox.push(line("{\"b\":2}")).unwrap();
         let mut written = Vec::new();
         let room = Arc::clone(&outbox.room);
         drop(outbox);
-        receiver.write_all_to(&mut written).await.unwrap();
+        receiver.write_all_to(&mut written, None).await.unwrap();
         assert_eq!(written, b"{\"a\":1}\n{\"b\":2}\n");
         assert_eq!(room.queued(), 0);
     }
@@ -285,7 +297,7 @@ mod tests {
         );
         let mut written = Vec::new();
         drop(outbox);
-        receiver.write_all_to(&mut written).await.unwrap();
+        receiver.write_all_to(&mut written, None).await.unwrap();
         waiter
             .await
             .expect("the drained queue lets the waiter through");
@@ -305,7 +317,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_writer_refuses_pushes() {
-        let (outbox, receiver) = outbox(64);
+        let (outbox, receiver) = outbox(64, 64);
         drop(receiver);
         assert_eq!(outbox.push(line("{}")), Err(PushError::Closed));
         assert_eq!(outbox.queued_bytes(), 0);

@@ -119,6 +119,8 @@ fn start_and_serve(
                 line
             },
             outbox_budget: config.tuning.outbox_budget,
+            outbox_soft_limit: config.tuning.outbox_soft_limit,
+            stall_timeout: config.tuning.stall_timeout,
             backend_room: Arc::clone(&backend_room),
             next_client: AtomicU64::new(1),
         });

@@ -196,6 +196,9 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
         // The daemon went away between its hello and ours: it was exiting.
         return Attempt::Absent(format!("the daemon closed the connection: {error}"));
     }
+    // The daemon ends every line; a tail without a newline at EOF is a message cut short by
+    // its death or by it cutting this session off, and must never reach the host torn.
+    reader.decoder_mut().set_keep_partial_last_line(false);
     Attempt::Connected(Connection {
         reader,
         writer,

@@ -71,6 +71,9 @@ pub struct LineCodec {
     next_index: usize,
     /// Inside an oversized line: drop bytes up to and including the next `\n`.
     discarding: bool,
+    /// At EOF, decode bytes after the last newline as a final line (see
+    /// [`LineCodec::set_keep_partial_last_line`]).
+    keep_partial_last_line: bool,
 }
 
 impl LineCodec {
@@ -95,6 +98,7 @@ impl LineCodec {
             max_line_len,
             next_index: 0,
             discarding: false,
+            keep_partial_last_line: true,
         }
     }
 
@@ -117,6 +121,27 @@ impl LineCodec {
     /// ```
     pub fn set_max_line_len(&mut self, max_line_len: usize) {
         self.max_line_len = max_line_len;
+    }
+
+    /// Whether bytes after the last newline at EOF are decoded as a final line (the default: a
+    /// server that exits without a final newline still meant its last message), or discarded.
+    /// Discard them when reading a peer that always ends its lines, such as a shoal daemon: for
+    /// it, a tail without a newline can only be a write cut short (the peer died or cut the
+    /// connection mid-message), and decoding it would hand on a torn message.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use tokio_util::codec::Decoder;
+    ///
+    /// let mut codec = shoal_wire::LineCodec::new();
+    /// codec.set_keep_partial_last_line(false);
+    /// let mut buffer = BytesMut::from(&b"{\"id\":1}\n{\"id\":2,\"res"[..]);
+    /// assert_eq!(codec.decode_eof(&mut buffer)?.unwrap()?.as_bytes(), b"{\"id\":1}");
+    /// assert_eq!(codec.decode_eof(&mut buffer)?, None, "the torn tail is dropped");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_keep_partial_last_line(&mut self, keep: bool) {
+        self.keep_partial_last_line = keep;
     }
 
     /// Skip the rest of an oversized line; true once its newline was consumed.
@@ -222,6 +247,10 @@ impl Decoder for LineCodec {
             return Ok(None);
         }
         if buffer.is_empty() {
+            return Ok(None);
+        }
+        if !self.keep_partial_last_line {
+            buffer.clear();
             return Ok(None);
         }
         // A peer that exits without a final newline still meant its last message.

@@ -89,7 +89,8 @@ impl Backend {
         let (stdin_failed_sender, stdin_failed) = oneshot::channel();
         if let Some(stdin) = process.take_stdin() {
             tokio::spawn(async move {
-                if stdin_receiver.write_all_to(stdin).await.is_err() {
+                // No stall bound: a busy server may leave its stdin unread for as long as it likes.
+                if stdin_receiver.write_all_to(stdin, None).await.is_err() {
                     let _ = stdin_failed_sender.send(());
                 }
             });

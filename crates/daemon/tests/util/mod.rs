@@ -460,6 +460,7 @@ pub(crate) fn daemon_main(args: &[String]) -> std::process::ExitCode {
         crash_loop_max: 3,
         crash_loop_window: Duration::from_secs(60),
         fresh_try_after: Duration::from_millis(300),
+        stall_timeout: Duration::from_secs(1),
         ..Tuning::default()
     };
     match shoal_daemon::run(config, Some(readiness)) {
