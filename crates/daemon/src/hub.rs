@@ -55,6 +55,7 @@ use crate::config::{ExitReason, Tuning};
 use crate::outbox::{Outbox, PushError, Room};
 use crate::ownership::Ownership;
 use crate::paths::DaemonPaths;
+use crate::reaper::Reaper;
 use crate::router::{ClientId, Outputs, Router, Signal};
 use crate::signals::{SignalEvent, Signals};
 
@@ -115,6 +116,8 @@ pub(crate) struct HubSetup {
     pub(crate) tuning: Tuning,
     /// The bytes queued for the backend's stdin; session readers wait on it (`outbox.rs`).
     pub(crate) backend_room: Arc<Room>,
+    /// Stops the backend's group if this daemon dies without doing it (`reaper.rs`).
+    pub(crate) reaper: Option<Reaper>,
 }
 
 /// The daemon's facts that do not change while it runs (the part of [`HubSetup`] that is not
@@ -200,6 +203,7 @@ impl Hub {
                 init_timeout: tuning.init_timeout,
                 fresh_try_after: tuning.fresh_try_after,
                 stdin_room: Arc::clone(&setup.backend_room),
+                reaper: setup.reaper,
                 policy: RestartPolicy {
                     max_crashes: tuning.crash_loop_max,
                     window: tuning.crash_loop_window,
@@ -664,6 +668,7 @@ impl Hub {
         if let Some(watcher) = self.backend.shut_down() {
             let _ = watcher.await;
         }
+        self.backend.finished();
 
         self.drain = None;
         let _ = tokio::time::timeout(DRAIN_WAIT, drained.recv()).await;

@@ -19,6 +19,7 @@ mod meta;
 mod outbox;
 mod ownership;
 mod paths;
+mod reaper;
 mod router;
 mod run;
 mod signals;

@@ -17,6 +17,7 @@ use crate::hub::{Hub, HubSetup};
 use crate::meta::DaemonMeta;
 use crate::outbox::Room;
 use crate::ownership::{Ownership, OwnershipError};
+use crate::reaper::Reaper;
 use crate::router::Router;
 use crate::signals::Signals;
 
@@ -42,6 +43,14 @@ fn start_and_serve(
     config: DaemonConfig,
     readiness: &mut ReadinessPipe,
 ) -> Result<Outcome, StartError> {
+    // Before anything else (no thread, no lock, no socket exists yet): see `reaper.rs`.
+    let reaper = match Reaper::start() {
+        Ok(reaper) => Some(reaper),
+        Err(error) => {
+            tracing::warn!(%error, "could not start the reaper; a daemon crash would leave the server running");
+            None
+        }
+    };
     match crate::limits::raise_open_files_limit() {
         Ok(Some((old, new))) => tracing::debug!(old, new, "raised the open files limit"),
         Ok(None) => {}
@@ -136,6 +145,7 @@ fn start_and_serve(
                 idle_timeout: config.idle_timeout,
                 tuning: config.tuning.clone(),
                 backend_room,
+                reaper,
             },
             Router::new(
                 config.key.root(),

@@ -92,6 +92,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         no_backend_process_survives_the_daemon,
     ),
     (
+        "scenario_22_a_killed_daemon_takes_a_sigterm_ignoring_tree_along",
+        a_killed_daemon_takes_the_tree_along,
+    ),
+    (
         "scenario_23_connection_from_another_uid_is_rejected",
         connection_from_another_uid_is_rejected,
     ),
@@ -700,6 +704,32 @@ fn a_half_closed_backend_is_stopped() {
         wait_until("the half-closed server is logged", WAIT, || {
             daemon.log().contains(what)
         });
+    }
+}
+
+/// Scenario 22 when the daemon cannot stop the tree itself: it is SIGKILLed, and its server
+/// ignores SIGTERM (so the parent-death signal does nothing) and has a grandchild in its group.
+/// The reaper stops the whole group (SIGTERM, then SIGKILL after its grace).
+fn a_killed_daemon_takes_the_tree_along() {
+    let scratch = Scratch::new("reaper");
+    let grandchild_file = scratch.file("grandchild");
+    let spec = DaemonSpec::fixture(
+        &scratch,
+        &[
+            "--ignore-sigterm",
+            "--grandchild-pid-file",
+            grandchild_file.to_str().unwrap(),
+        ],
+    );
+    let mut daemon = DaemonProcess::start(&spec);
+    let grandchild = read_pid_file(&grandchild_file, WAIT).unwrap();
+    let backend = status(&daemon.paths.socket).backend_pid.unwrap();
+    daemon.sigkill();
+    for pid in [backend, grandchild] {
+        assert!(
+            shoal_testkit::process::wait_for_exit(pid, WAIT),
+            "process {pid} of the backend tree survived the daemon's SIGKILL"
+        );
     }
 }
 

@@ -30,6 +30,7 @@ use super::policy::{CrashHistory, RestartDecision, RestartPolicy};
 use super::process::{BackendCommand, StopTimeouts};
 use super::supervisor::{Backend, BackendEvent};
 use crate::outbox::{Outgoing, PushError, Room};
+use crate::reaper::Reaper;
 
 /// What the lifecycle needs to start and stop processes.
 #[derive(Debug)]
@@ -45,6 +46,8 @@ pub(crate) struct LifecycleConfig {
     pub(crate) fresh_try_after: Duration,
     /// Where the bytes queued for every process's stdin are counted; session readers wait on it.
     pub(crate) stdin_room: Arc<Room>,
+    /// Told each process group, so that it can stop it if the daemon dies (`reaper.rs`).
+    pub(crate) reaper: Option<Reaper>,
     pub(crate) policy: RestartPolicy,
 }
 
@@ -146,6 +149,10 @@ where
         )?;
         let pid = backend.pid();
         tracing::info!(pid, generation = self.generation, "started the MCP server");
+        // Its own process group: the group id is its pid.
+        if let Some(reaper) = &mut self.config.reaper {
+            reaper.watch(pid);
+        }
         self.slot = Slot::Running(backend);
         self.init_deadline = Some(tokio::time::Instant::now() + self.config.init_timeout);
         Ok(pid)
@@ -274,6 +281,7 @@ where
                 if !self.is_current(generation) {
                     return Step::None;
                 }
+                self.group_gone();
                 self.slot = Slot::Down;
                 self.init_deadline = None;
                 let how = match status {
@@ -287,6 +295,7 @@ where
                 if !self.is_current(generation) {
                     return Step::None;
                 }
+                self.group_gone();
                 self.slot = Slot::Down;
                 self.init_deadline = None;
                 Step::Failed(format!("it {what} but kept running"))
@@ -300,6 +309,7 @@ where
                     return Step::None;
                 }
                 tracing::info!(generation, ?outcome, "stopped the MCP server");
+                self.group_gone();
                 match std::mem::replace(&mut self.slot, Slot::Down) {
                     Slot::Stopping {
                         then: AfterStop::Restart,
@@ -366,6 +376,13 @@ where
         }
     }
 
+    /// The daemon stopped its backend itself and exits: the reaper is not needed.
+    pub(crate) fn finished(&mut self) {
+        if let Some(reaper) = self.config.reaper.take() {
+            reaper.done();
+        }
+    }
+
     /// The daemon exits: no more restarts; stop what runs. Returns the stop to wait for.
     pub(crate) fn shut_down(&mut self) -> Option<JoinHandle<()>> {
         self.restart_at = None;
@@ -374,6 +391,13 @@ where
             Slot::Running(backend) => Some(backend.stop()),
             Slot::Stopping { watcher, .. } => Some(watcher),
             Slot::Down => None,
+        }
+    }
+
+    /// The watcher reports an exit or a stop only after it stopped the process's whole group.
+    fn group_gone(&mut self) {
+        if let Some(reaper) = &mut self.config.reaper {
+            reaper.release();
         }
     }
 
