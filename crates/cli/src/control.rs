@@ -10,18 +10,14 @@
 //! is an error, not a wait), the daemon's hello is read through a 4 KiB-limited codec within
 //! [`HELLO_TIMEOUT`], and every later read has the deadline its caller gives.
 
-use std::future::poll_fn;
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
 use std::time::Duration;
 
-use futures_core::Stream;
+use shoal_ipc::{next_line, send_hello, write_line};
 use shoal_wire::{
-    ClientHello, ControlRequest, ControlResponse, DaemonHello, HELLO_TIMEOUT, LineCodec, Role,
-    read_daemon_hello,
+    ControlRequest, ControlResponse, DaemonHello, HELLO_TIMEOUT, LineCodec, Role, read_daemon_hello,
 };
-use tokio::io::AsyncWriteExt as _;
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
@@ -138,19 +134,11 @@ impl ControlConnection {
                 found: hello.key,
             });
         }
-        let mut line = ClientHello {
-            role: Role::Control,
-            pid: std::process::id(),
-            host_pid: None,
-            label: label.to_owned(),
-        }
-        .to_line()
-        .into_bytes()
-        .to_vec();
-        line.push(b'\n');
-        write.write_all(&line).await.map_err(|error| {
-            ControlError::Other(anyhow::Error::new(error).context("send the hello"))
-        })?;
+        send_hello(&mut write, Role::Control, label, None)
+            .await
+            .map_err(|error| {
+                ControlError::Other(anyhow::Error::new(error).context("send the hello"))
+            })?;
         Ok(ControlConnection {
             reader,
             write,
@@ -169,9 +157,7 @@ impl ControlConnection {
         request: &ControlRequest,
         timeout: Duration,
     ) -> Result<ControlResponse, ControlError> {
-        let mut line = request.to_line().into_bytes().to_vec();
-        line.push(b'\n');
-        if let Err(error) = self.write.write_all(&line).await {
+        if let Err(error) = write_line(&mut self.write, &request.to_line()).await {
             return Err(match error.kind() {
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
                     ControlError::ClosedBeforeHello
@@ -179,8 +165,7 @@ impl ControlConnection {
                 _ => ControlError::Other(anyhow::Error::new(error).context("send the request")),
             });
         }
-        let next = poll_fn(|context| Pin::new(&mut self.reader).poll_next(context));
-        match tokio::time::timeout(timeout, next).await {
+        match tokio::time::timeout(timeout, next_line(&mut self.reader)).await {
             Err(_elapsed) => Err(ControlError::Timeout(timeout)),
             Ok(None) => Err(ControlError::Other(anyhow::anyhow!(
                 "the daemon closed the connection without answering"
@@ -199,8 +184,7 @@ impl ControlConnection {
     pub(crate) async fn closed(mut self, timeout: Duration) -> bool {
         let eof = async {
             loop {
-                let next = poll_fn(|context| Pin::new(&mut self.reader).poll_next(context));
-                match next.await {
+                match next_line(&mut self.reader).await {
                     None | Some(Err(_)) => return,
                     Some(Ok(_)) => {}
                 }

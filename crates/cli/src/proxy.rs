@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use std::sync::OnceLock;
 
 use anyhow::{Context as _, anyhow};
-use shoal_daemon::DaemonPaths;
-use shoal_proxy::{DaemonCommand, KeyFiles, Outcome, ParentWatch, ProxyConfig};
+use shoal_ipc::DaemonPaths;
+use shoal_proxy::{DaemonCommand, Outcome, ParentWatch, ProxyConfig};
 
 use crate::exit;
 
@@ -130,13 +130,8 @@ fn config(args: &ProxyArgs, program: PathBuf, watch: &ParentWatch) -> anyhow::Re
     daemon_args.extend(args.server.command.iter().cloned());
 
     Ok(ProxyConfig {
-        files: KeyFiles {
-            runtime_dir: runtime_dir.clone(),
-            dir: paths.dir,
-            socket: paths.socket,
-            spawn_lock: paths.spawn_lock,
-            log: paths.log,
-        },
+        runtime_dir: runtime_dir.clone(),
+        files: paths,
         key: key.id().as_str().to_owned(),
         daemon: DaemonCommand {
             program,

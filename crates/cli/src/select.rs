@@ -12,11 +12,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use shoal_daemon::{DaemonMeta, DaemonPaths, RuntimeDirSource};
+use shoal_ipc::{DaemonMeta, DaemonPaths, RuntimeDirSource};
 
 /// The runtime dir, resolved like `shoal daemon` and `shoal proxy` resolve it.
 pub(crate) fn runtime_dir() -> (PathBuf, RuntimeDirSource) {
-    shoal_daemon::resolve_runtime_dir(
+    shoal_ipc::resolve_runtime_dir(
         |name| std::env::var_os(name),
         nix::unistd::geteuid().as_raw(),
     )

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use shoal_daemon::{DaemonKey, parse_idle_timeout};
+use shoal_daemon::parse_idle_timeout;
+use shoal_ipc::DaemonKey;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServerArgs {
@@ -61,7 +62,7 @@ impl ServerArgs {
             shoal_wire::PROTOCOL,
             key_env,
         );
-        let (runtime_dir, _) = shoal_daemon::resolve_runtime_dir(
+        let (runtime_dir, _) = shoal_ipc::resolve_runtime_dir(
             |name| std::env::var_os(name),
             nix::unistd::geteuid().as_raw(),
         );

@@ -1,6 +1,6 @@
 //! `shoal proxy` end to end, with real processes: the `shoal` binary as proxies and daemons, the
 //! workspace's `shoal-fixture` as the MCP server, test clients (and a re-executed "host") on the
-//! proxies' stdio. SCENARIOS 13, 14, 16, 19, 20, server requests held across a daemon kill, the
+//! proxies' stdio. Scenarios 13, 14, 16, 19 and 20 of `docs/scenarios.md`, server requests held across a daemon kill, the
 //! fallback, the stdin-EOF drain and the help.
 //!
 //! Run one: `cargo test -p shoal --test proxy -- scenario_20`.

@@ -6,9 +6,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::key::DaemonKey;
 use crate::ownership::OwnershipError;
-use crate::paths::DaemonPaths;
+use shoal_ipc::DaemonKey;
+use shoal_ipc::DaemonPaths;
 
 /// The default idle timeout: how long a daemon lingers after its last session left. Long enough
 /// that closing and reopening an editor or agent reuses the warm server; short enough that a

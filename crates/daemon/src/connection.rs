@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shoal_wire::{
-    ClientHello, ControlRequest, ControlResponse, HELLO_TIMEOUT, LineCodec, Role, read_client_hello,
+    ClientHello, ControlRequest, ControlResponse, HELLO_TIMEOUT, Line, LineCodec, Role,
+    read_client_hello,
 };
-use tokio::io::AsyncWriteExt;
+
 use tokio::net::UnixListener;
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
@@ -20,16 +21,16 @@ use tokio_util::codec::FramedRead;
 use crate::hub::{DrainGuard, Event, reserved_len};
 use crate::outbox::{Room, outbox};
 use crate::router::ClientId;
-use crate::socket::{self, ReadHalf, WriteHalf};
-use crate::stream::next_line;
+use shoal_ipc::socket::{self, ReadHalf, WriteHalf};
+use shoal_ipc::{next_line, write_line};
 
 /// What every connection task shares.
 #[derive(Debug)]
 pub(crate) struct ConnectionContext {
     /// Only peers with this uid are served.
     pub(crate) uid: u32,
-    /// The daemon's hello line with its newline, sent as is to every admitted connection.
-    pub(crate) hello: Vec<u8>,
+    /// The daemon's hello, sent as is to every admitted connection.
+    pub(crate) hello: Line,
     /// Bytes a session's outbox may hold before the client counts as not reading.
     pub(crate) outbox_budget: usize,
     /// Bytes in a session's outbox beyond which its next message is not read.
@@ -109,7 +110,7 @@ async fn serve(stream: UnixStream, context: Arc<ConnectionContext>, events: mpsc
     // Admitted: the hub counts this as a handshake until it reports how it ended.
     let mut reader = FramedRead::new(read, LineCodec::new());
     let hello = async {
-        write.write_all(&context.hello).await?;
+        write_line(&mut write, &context.hello).await?;
         read_client_hello(&mut reader, HELLO_TIMEOUT).await
     }
     .await;
@@ -242,9 +243,7 @@ async fn control(
                 }
             },
         };
-        let mut bytes = response.to_line().as_bytes().to_vec();
-        bytes.push(b'\n');
-        if write.write_all(&bytes).await.is_err() {
+        if write_line(&mut write, &response.to_line()).await.is_err() {
             return;
         }
     }

@@ -54,10 +54,10 @@ use crate::backend::{
 use crate::config::{ExitReason, Tuning};
 use crate::outbox::{Outbox, PushError, Room};
 use crate::ownership::Ownership;
-use crate::paths::DaemonPaths;
 use crate::reaper::Reaper;
 use crate::router::{ClientId, Outputs, Router, Signal};
 use crate::signals::{SignalEvent, Signals};
+use shoal_ipc::DaemonPaths;
 
 /// Held by every session writer; the hub waits for all of them to drop before the process exits,
 /// so that the last answers and errors are flushed to the sockets.

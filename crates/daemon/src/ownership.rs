@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use shoal_lockfile::{Guard, LockFile, Record};
 
-use crate::paths::DaemonPaths;
+use shoal_ipc::DaemonPaths;
 
 /// What stopped a daemon from taking ownership of its key.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ pub enum OwnershipError {
 
 /// Why [`Ownership::check`] says this daemon no longer owns its key.
 #[derive(Debug, thiserror::Error)]
-pub enum Fenced {
+pub(crate) enum Fenced {
     /// `daemon.lock` was removed or now names someone else.
     #[error("the daemon lock was removed or taken over")]
     LockLost(#[source] shoal_lockfile::Error),
@@ -68,7 +68,7 @@ pub enum Fenced {
 
 /// This daemon's hold on its key: the lock guard and the identity of the socket it published.
 #[derive(Debug)]
-pub struct Ownership {
+pub(crate) struct Ownership {
     lock: Guard,
     socket_path: PathBuf,
     socket_identity: SocketIdentity,
@@ -91,7 +91,7 @@ impl Ownership {
     ///
     /// `runtime_dir` is made private too (it is the parent of `paths.dir`). Returns the listening
     /// socket in blocking mode; the caller converts it for its runtime.
-    pub fn take(
+    pub(crate) fn take(
         runtime_dir: &Path,
         paths: &DaemonPaths,
         shoal_version: &str,
@@ -148,7 +148,7 @@ impl Ownership {
 
     /// Whether this daemon still owns its key: the lock file still holds our record and the
     /// socket path still names the socket we bound.
-    pub fn check(&self) -> Result<(), Fenced> {
+    pub(crate) fn check(&self) -> Result<(), Fenced> {
         // Only proof that the lock or the socket is gone or someone else's fences. An I/O error
         // while looking (no descriptor left to open the lock file with, EMFILE) proves nothing:
         // the kernel lock this daemon holds is still its own, and exiting would take the shared
@@ -173,7 +173,7 @@ impl Ownership {
     }
 
     /// The lock record this daemon published.
-    pub fn record(&self) -> &Record {
+    pub(crate) fn record(&self) -> &Record {
         self.lock.record()
     }
 
@@ -184,7 +184,7 @@ impl Ownership {
     /// ours or a stray from a process that broke the protocol, and the identity check (inode and
     /// change time) is a second line of defence. If the lock is lost, the socket at the path
     /// belongs to whoever took over and is left alone.
-    pub fn release(self) -> Result<(), shoal_lockfile::Error> {
+    pub(crate) fn release(self) -> Result<(), shoal_lockfile::Error> {
         if self.lock.verify().is_ok() && self.socket_is_ours() {
             let _ = std::fs::remove_file(&self.socket_path);
         }
@@ -215,7 +215,6 @@ fn holder_pid(holder: &Option<Box<Record>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::KeyId;
 
     fn scratch_runtime_dir(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!(
@@ -230,7 +229,7 @@ mod tests {
 
     fn setup(name: &str) -> (PathBuf, DaemonPaths) {
         let runtime_dir = scratch_runtime_dir(name);
-        let paths = DaemonPaths::new(&runtime_dir, &KeyId::for_tests("00112233aabbccdd"));
+        let paths = DaemonPaths::in_dir(runtime_dir.join("00112233aabbccdd"));
         (runtime_dir, paths)
     }
 

@@ -14,12 +14,12 @@ use crate::backend::BackendCommand;
 use crate::config::{DaemonConfig, Outcome, StartError};
 use crate::connection::{ConnectionContext, accept_loop};
 use crate::hub::{Hub, HubSetup};
-use crate::meta::DaemonMeta;
 use crate::outbox::Room;
 use crate::ownership::{Ownership, OwnershipError};
 use crate::reaper::Reaper;
 use crate::router::Router;
 use crate::signals::Signals;
+use shoal_ipc::DaemonMeta;
 
 /// Run a daemon for `config` until it exits.
 ///
@@ -122,11 +122,7 @@ fn start_and_serve(
         let backend_room = Room::new(config.tuning.backend_queue_soft_limit);
         let context = Arc::new(ConnectionContext {
             uid: nix::unistd::geteuid().as_raw(),
-            hello: {
-                let mut line = hello.to_line().into_bytes().to_vec();
-                line.push(b'\n');
-                line
-            },
+            hello: hello.to_line(),
             outbox_budget: config.tuning.outbox_budget,
             outbox_soft_limit: config.tuning.outbox_soft_limit,
             stall_timeout: config.tuning.stall_timeout,

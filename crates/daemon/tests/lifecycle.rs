@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shoal_daemon::DaemonPaths;
+use shoal_ipc::DaemonPaths;
 use shoal_testkit::process::{is_alive, read_pid_file};
 use shoal_wire::{BackendState, ControlRequest, ControlResponse, Readiness, Role};
 use util::{
@@ -833,7 +833,7 @@ fn long_runtime_dir_and_root_still_work() {
     let deep_root = scratch.root.join("d".repeat(200)).join("e".repeat(200));
     std::fs::create_dir_all(&deep_root).unwrap();
     let long_xdg = scratch.base.join("x".repeat(150));
-    let (runtime_dir, _) = shoal_daemon::resolve_runtime_dir(
+    let (runtime_dir, _) = shoal_ipc::resolve_runtime_dir(
         |name| (name == "XDG_RUNTIME_DIR").then(|| long_xdg.clone().into_os_string()),
         nix::unistd::geteuid().as_raw(),
     );
@@ -845,7 +845,7 @@ fn long_runtime_dir_and_root_still_work() {
     spec.root = deep_root;
     spec.runtime_dir = runtime_dir.clone();
     let daemon = DaemonProcess::start(&spec);
-    assert!(daemon.paths.socket.as_os_str().len() <= shoal_daemon::MAX_SOCKET_PATH);
+    assert!(daemon.paths.socket.as_os_str().len() <= shoal_ipc::MAX_SOCKET_PATH);
     let mut client = session(&daemon.paths.socket, "deep");
     echo(&mut client, "deep root");
     drop(client);
@@ -895,7 +895,7 @@ fn control_status_restart_and_stop() {
     assert_eq!(report.backend_restarts, 0);
     assert!(report.requests_served >= 2, "{report:?}");
     assert!(report.rss_bytes.is_some_and(|rss| rss > 0), "{report:?}");
-    let meta = shoal_daemon::DaemonMeta::read(&daemon.paths.meta).unwrap();
+    let meta = shoal_ipc::DaemonMeta::read(&daemon.paths.meta).unwrap();
     assert_eq!(meta.pid, daemon.pid());
 
     let old_backend = report.backend_pid.unwrap();

@@ -1,4 +1,4 @@
-//! Finding the key's daemon, or starting one (`LIFECYCLE.md` §2).
+//! Finding the key's daemon, or starting one (`docs/design/lifecycle.md`, "Finding or starting the daemon").
 //!
 //! 1. Fast path, no lock: connect to `daemon.sock`, read the daemon's hello (at most 4 KiB, 2 s),
 //!    check it: protocol (by the hello parser), the daemon's pid equals the socket's peer pid
@@ -23,14 +23,14 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shoal_lockfile::PersistentLock;
-use shoal_wire::{ClientHello, HELLO_TIMEOUT, LineCodec, Role, read_daemon_hello};
-use tokio::io::AsyncWriteExt as _;
+use shoal_wire::{HELLO_TIMEOUT, LineCodec, Role, read_daemon_hello};
 use tokio::net::UnixStream;
 use tokio_util::codec::FramedRead;
 
-use crate::socket::{self, ReadHalf, WriteHalf};
 use crate::spawn::{self, Started};
 use crate::{ProxyConfig, StartError};
+use shoal_ipc::send_hello;
+use shoal_ipc::socket::{self, ReadHalf, WriteHalf};
 
 /// A session connection to a daemon, hellos done.
 #[derive(Debug)]
@@ -110,7 +110,7 @@ pub(crate) async fn find_or_start(
 /// Make both directories private, then open `spawn.lock` in the key dir.
 fn private_dirs_and_spawn_lock(config: &ProxyConfig) -> Result<PersistentLock, StartError> {
     let files = &config.files;
-    shoal_lockfile::ensure_private_dir(&files.runtime_dir).map_err(StartError::RuntimeDir)?;
+    shoal_lockfile::ensure_private_dir(&config.runtime_dir).map_err(StartError::RuntimeDir)?;
     shoal_lockfile::ensure_private_dir(&files.dir).map_err(StartError::RuntimeDir)?;
     PersistentLock::new(&files.spawn_lock).map_err(StartError::RuntimeDir)
 }
@@ -182,17 +182,7 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
             hello.pid, hello.version, hello.key, config.key
         ));
     }
-    let mut line = ClientHello {
-        role: Role::Session,
-        pid: std::process::id(),
-        host_pid,
-        label: config.label.clone(),
-    }
-    .to_line()
-    .into_bytes()
-    .to_vec();
-    line.push(b'\n');
-    if let Err(error) = writer.write_all(&line).await {
+    if let Err(error) = send_hello(&mut writer, Role::Session, &config.label, host_pid).await {
         // The daemon went away between its hello and ours: it was exiting.
         return Attempt::Absent(format!("the daemon closed the connection: {error}"));
     }

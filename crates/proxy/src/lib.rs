@@ -1,5 +1,5 @@
 //! shoal's proxy: the process an MCP host spawns in place of the server, which pipes the host's stdio
-//! to the shared daemon (see `LIFECYCLE.md` §2 and §4, and the "Proxy" section of
+//! to the shared daemon (see `docs/design/lifecycle.md` and the `crates/proxy` section of
 //! `docs/architecture.md`).
 //!
 //! `shoal proxy` calls [`arm_parent_death_signal`] first thing in `main`, works out the daemon key
@@ -19,7 +19,6 @@ mod connect;
 mod fallback;
 mod ledger;
 mod session;
-mod socket;
 mod spawn;
 mod stdio;
 mod watchdog;
@@ -32,6 +31,7 @@ use std::time::Duration;
 pub use fallback::exec_directly;
 /// A process id, as the watchdog reports the host's (re-exported from `nix`).
 pub use nix::unistd::Pid;
+use shoal_ipc::DaemonPaths;
 pub use watchdog::{ParentGone, ParentWatch, arm_parent_death_signal};
 #[doc(hidden)]
 pub use watchdog::{WatchdogConfig, arm_parent_death_signal_with};
@@ -43,8 +43,10 @@ pub const READY_FD: RawFd = 3;
 /// Everything [`run`] needs: where the daemon lives, how to start one, and who we are.
 #[derive(Clone, Debug)]
 pub struct ProxyConfig {
-    /// The files of the daemon key.
-    pub files: KeyFiles,
+    /// The runtime directory (made private by the proxy before it takes `spawn.lock`).
+    pub runtime_dir: PathBuf,
+    /// The files of the daemon key, inside it.
+    pub files: DaemonPaths,
     /// The daemon key's id (16 hex characters). The daemon's hello must name it: a daemon of
     /// another key at our socket path means the two sides disagree on the key.
     pub key: String,
@@ -55,21 +57,6 @@ pub struct ProxyConfig {
     /// Timings; tests shorten them.
     #[doc(hidden)]
     pub tuning: Tuning,
-}
-
-/// The files of one daemon key, as the daemon lays them out (`shoal_daemon::DaemonPaths`).
-#[derive(Clone, Debug)]
-pub struct KeyFiles {
-    /// The runtime directory (made private by the proxy before it takes `spawn.lock`).
-    pub runtime_dir: PathBuf,
-    /// The key's directory inside it.
-    pub dir: PathBuf,
-    /// `daemon.sock`.
-    pub socket: PathBuf,
-    /// `spawn.lock`.
-    pub spawn_lock: PathBuf,
-    /// `daemon.log`: the spawned daemon's stdout and stderr, whose tail explains a failed start.
-    pub log: PathBuf,
 }
 
 /// How to start a daemon: `program args...` with the readiness pipe on [`READY_FD`].

@@ -1,5 +1,5 @@
 //! The proxy's event loop: host stdin → daemon, daemon → host stdout, and what happens when the
-//! daemon is lost (`LIFECYCLE.md` §4).
+//! daemon is lost (`docs/design/lifecycle.md`, "The proxy's life").
 //!
 //! One task owns everything: the host's stdio, the daemon connection (or the reconnect in
 //! progress), the [`Ledger`], and the queue of host messages that arrived while reconnecting.
@@ -20,19 +20,19 @@
 //! host gone (watchdog, or a broken stdout) → exit 0 at once.
 
 use std::collections::VecDeque;
-use std::future::{Future, pending, poll_fn};
+use std::future::{Future, pending};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_core::Stream;
 use shoal_wire::{
     Envelope, ErrorCode, Kind, Line, LineCodec, LineError, Validation, error_response,
 };
-use tokio::io::AsyncWriteExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
+
+use shoal_ipc::{next_line, write_line};
 
 use crate::connect::{Connection, find_or_start};
 use crate::ledger::{DAEMON_LOST_MESSAGE, Ledger};
@@ -390,15 +390,7 @@ impl Session {
 
     /// Write one whole line to the host. A failure means the host is gone (EPIPE).
     async fn write_host(&mut self, line: &Line) -> Result<(), HostGone> {
-        let mut bytes = Vec::with_capacity(line.len() + 1);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.push(b'\n');
-        let written = async {
-            self.stdout.write_all(&bytes).await?;
-            self.stdout.flush().await
-        }
-        .await;
-        written.map_err(|error| {
+        write_line(&mut self.stdout, line).await.map_err(|error| {
             tracing::info!(%error, "cannot write to the host; it is gone");
             HostGone
         })
@@ -410,21 +402,10 @@ async fn write_daemon(connection: &mut Option<Connection>, line: &Line) {
     let Some(open) = connection else {
         return;
     };
-    let mut bytes = Vec::with_capacity(line.len() + 1);
-    bytes.extend_from_slice(line.as_bytes());
-    bytes.push(b'\n');
-    if let Err(error) = open.writer.write_all(&bytes).await {
+    if let Err(error) = write_line(&mut open.writer, line).await {
         tracing::debug!(%error, "writing to the daemon failed");
         *connection = None;
     }
-}
-
-/// The next item of a framed line stream.
-async fn next_line<S>(stream: &mut S) -> Option<S::Item>
-where
-    S: Stream + Unpin,
-{
-    poll_fn(|context| Pin::new(&mut *stream).poll_next(context)).await
 }
 
 /// The daemon's next line; never resolves without a connection.

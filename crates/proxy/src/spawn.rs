@@ -1,4 +1,4 @@
-//! Starting a daemon, detached, and waiting for its readiness line (`LIFECYCLE.md` §2, steps 3–4).
+//! Starting a daemon, detached, and waiting for its readiness line (`docs/design/lifecycle.md`, "Finding or starting the daemon").
 //!
 //! # Detached
 //!
@@ -38,7 +38,6 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd as _, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -78,7 +77,9 @@ pub(crate) async fn start(config: &ProxyConfig) -> Result<Started, StartError> {
         reason,
         log_tail: Vec::new(),
     };
-    let log = open_log(log_path)
+    let log = config
+        .files
+        .open_log()
         .map_err(|error| failed(format!("open {}: {error}", log_path.display())))?;
     let log_copy = log
         .try_clone()
@@ -188,15 +189,6 @@ async fn read_readiness(pipe: OwnedFd, wait: Duration) -> Result<Option<Readines
 
 /// `daemon.log`, opened for appending as the daemon opens it: created 0600, never through a
 /// symlink.
-fn open_log(path: &Path) -> io::Result<File> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-}
-
 /// The last lines `daemon.log` gained after `start` (its length before the spawn), at most
 /// [`LOG_TAIL_LINES`] lines from the last [`LOG_TAIL_BYTES`] bytes.
 pub(crate) fn log_tail(path: &Path, start: u64) -> Vec<String> {

@@ -32,7 +32,7 @@ use nix::sys::stat::{SFlag, fstat};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::unix::pipe;
 
-use crate::socket::{ReadHalf, WriteHalf};
+use shoal_ipc::socket::{ReadHalf, WriteHalf};
 
 /// The host's stdin.
 pub(crate) struct HostInput {

@@ -1,6 +1,7 @@
 //! The parent-death watchdog: notices that the MCP host which spawned the proxy is gone, even when it
 //! was SIGKILLed and closed nothing itself, so that the proxy exits and the daemon's client count
-//! drops (`LIFECYCLE.md` §4; `SCENARIOS.md` 19: host SIGKILLed → proxy gone within 1 s).
+//! drops (`docs/design/lifecycle.md`, "The proxy's life"; scenario 19 of `docs/scenarios.md`: host
+//! SIGKILLed → proxy gone within 1 s).
 //!
 //! # Layers
 //!
@@ -269,7 +270,7 @@ const PARENT_DEATH_SIGNAL: Signal = Signal::SIGTERM;
 /// How often the polling layer asks `getppid()`.
 ///
 /// 250 ms: a death is seen within 250 ms plus scheduling, leaving at least 750 ms of the 1 s budget
-/// (`LIFECYCLE.md` §4) for the proxy's drain, while four wake-ups a second of one cheap system call
+/// (scenario 19) for the proxy's drain, while four wake-ups a second of one cheap system call
 /// each cost nothing measurable even with dozens of proxies. It only runs where there is no pidfd
 /// (macOS, kernels before 5.3, sandboxes that forbid `pidfd_open`).
 const POLL_INTERVAL: Duration = Duration::from_millis(250);

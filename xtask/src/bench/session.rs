@@ -46,7 +46,7 @@ use anyhow::{Context as _, bail, ensure};
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::{Value, json};
-use shoal_daemon::{DaemonKey, DaemonPaths};
+use shoal_ipc::{DaemonKey, DaemonPaths};
 use shoal_wire::{ControlRequest, ControlResponse, PROTOCOL};
 
 use crate::race::proxy::control;

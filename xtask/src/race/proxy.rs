@@ -1,4 +1,4 @@
-//! `cargo xtask race proxy`: SCENARIOS 13 with real processes, many rounds: 64 `shoal proxy`
+//! `cargo xtask race proxy`: scenario 13 of `docs/scenarios.md` with real processes, many rounds: 64 `shoal proxy`
 //! processes started at once on a cold root must end with exactly one daemon, one backend start
 //! (the fixture's spawn counter) and 64 answered sessions.
 //!
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use serde_json::json;
-use shoal_daemon::{DaemonKey, DaemonPaths};
+use shoal_ipc::{DaemonKey, DaemonPaths};
 use shoal_testkit::client::Client;
 use shoal_wire::{ClientHello, ControlRequest, ControlResponse, DaemonHello, PROTOCOL, Role};
 

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shoal_daemon::{DaemonKey, DaemonPaths};
+use shoal_ipc::{DaemonKey, DaemonPaths};
 use shoal_testkit::client::Client;
 use shoal_wire::{
     ClientHello, ControlRequest, ControlResponse, DaemonHello, PROTOCOL, Role, StatusReport,

@@ -22,7 +22,7 @@ use tokio_util::codec::FramedRead;
 
 use super::process::{BackendCommand, BackendProcess, StopOutcome, StopTimeouts};
 use crate::outbox::{Outbox, Outgoing, PushError, Room, outbox_in};
-use crate::stream::next_line;
+use shoal_ipc::next_line;
 
 /// What the backend's tasks report.
 #[derive(Debug)]

@@ -22,7 +22,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use shoal_daemon::{DaemonConfig, DaemonKey, DaemonPaths, Tuning};
+use shoal_daemon::{DaemonConfig, Tuning};
+use shoal_ipc::{DaemonKey, DaemonPaths};
 use shoal_testkit::client::Client;
 use shoal_wire::{
     ClientHello, ControlRequest, ControlResponse, DaemonHello, PROTOCOL, Readiness, Role,

@@ -92,7 +92,7 @@ impl DaemonPaths {
     /// (`shoal status`) and so know a key's directory but not its [`DaemonKey`](crate::DaemonKey).
     ///
     /// ```
-    /// let paths = shoal_daemon::DaemonPaths::in_dir("/tmp/shoal-1000/2c26b46b68ffc68f".into());
+    /// let paths = shoal_ipc::DaemonPaths::in_dir("/tmp/shoal-1000/2c26b46b68ffc68f".into());
     /// assert!(paths.socket.ends_with("2c26b46b68ffc68f/daemon.sock"));
     /// ```
     pub fn in_dir(dir: PathBuf) -> Self {

@@ -1,14 +1,16 @@
-//! The daemon socket, registered with the reactor for readability only.
+//! Unix sockets (and pipes' non-blocking descriptors) registered with the reactor for readability
+//! only: the daemon's side of every connection, and the proxy's side of its daemon connection and
+//! of a host's stdio socket.
 //!
 //! Why not `tokio::net::UnixStream`'s halves: tokio registers a socket for reading and writing at
 //! once, edge-triggered, and a Unix stream socket signals "writable" again every time its peer
-//! reads: each request the daemon reads woke the proxy for nothing (an `EPOLLOUT` edge, then
-//! back to sleep) while the daemon and the server were working on the answer. On a small machine
+//! reads: each message one side read woke the other for nothing (an `EPOLLOUT` edge, then
+//! back to sleep) while the daemon, the server or the host were working on the answer. On a small machine
 //! that wake-up competes with them for a CPU: one spurious context switch per message, measured by
 //! `cargo xtask bench session` and seen in `strace` as an `epoll_wait` returning only `EPOLLOUT`.
 //!
 //! So the connection is registered for readability only, and writes go straight to the
-//! (non-blocking) socket. Only a write that finds the socket's buffer full (a daemon not reading)
+//! (non-blocking) socket. Only a write that finds the socket's buffer full (a peer not reading)
 //! waits for room, through a second registration of a duplicate descriptor with writability
 //! interest, made at that moment and dropped once the write went through. Registering reports a
 //! socket that already has room at once, so the wake-up cannot be missed between the failed write
@@ -30,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Split a connected (tokio) socket into halves registered as described in the module docs.
-pub(crate) fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
+pub fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)> {
     // `into_std` deregisters it and leaves it non-blocking.
     let read = ReadHalf::new(stream.into_std()?)?;
     let write = WriteHalf {
@@ -43,13 +45,13 @@ pub(crate) fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, Wri
 
 /// The reading half.
 #[derive(Debug)]
-pub(crate) struct ReadHalf {
+pub struct ReadHalf {
     stream: Arc<AsyncFd<UnixStream>>,
 }
 
 impl ReadHalf {
     /// Reads from `stream`, which must be non-blocking.
-    pub(crate) fn new(stream: UnixStream) -> io::Result<ReadHalf> {
+    pub fn new(stream: UnixStream) -> io::Result<ReadHalf> {
         // SAFETY: the `AsyncFd` owns the socket, an open descriptor that nothing else can close
         // or replace, and `UnixStream::as_raw_fd` returns the same number for as long as it
         // lives.
@@ -63,7 +65,7 @@ impl ReadHalf {
 
 /// The writing half.
 #[derive(Debug)]
-pub(crate) struct WriteHalf {
+pub struct WriteHalf {
     stream: Socket,
     /// While a write waits for room: a duplicate of the socket registered for writability.
     room: Option<AsyncFd<OwnedFd>>,
@@ -90,7 +92,7 @@ impl Socket {
 impl WriteHalf {
     /// Writes to `stream`, which must be non-blocking, and leaves the socket as it is when
     /// dropped (for a socket the proxy does not own alone, such as its stdout).
-    pub(crate) fn unregistered(stream: UnixStream) -> WriteHalf {
+    pub fn unregistered(stream: UnixStream) -> WriteHalf {
         WriteHalf {
             stream: Socket::Unregistered(stream),
             room: None,

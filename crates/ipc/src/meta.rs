@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// The contents of `meta.json`.
 ///
 /// ```
-/// let meta: shoal_daemon::DaemonMeta = serde_json::from_str(r#"{
+/// let meta: shoal_ipc::DaemonMeta = serde_json::from_str(r#"{
 ///     "pid": 4242, "version": "0.1.0", "protocol": 1, "key": "2c26b46b68ffc68f",
 ///     "root": "/home/me/project", "argv": ["npx", "-y", "server"],
 ///     "socket": "/run/user/1000/shoal/2c26b46b68ffc68f/daemon.sock",
@@ -46,7 +46,7 @@ pub struct DaemonMeta {
 
 impl DaemonMeta {
     /// Write `path` atomically with mode 0600.
-    pub(crate) fn write(&self, path: &Path) -> io::Result<()> {
+    pub fn write(&self, path: &Path) -> io::Result<()> {
         let temporary = path.with_extension(format!("json.{}.tmp", std::process::id()));
         let result = (|| {
             let mut file = std::fs::OpenOptions::new()
@@ -69,7 +69,7 @@ impl DaemonMeta {
     /// Read a `meta.json`.
     ///
     /// ```no_run
-    /// let meta = shoal_daemon::DaemonMeta::read(std::path::Path::new("/tmp/shoal-1000/2c26b46b68ffc68f/meta.json"))?;
+    /// let meta = shoal_ipc::DaemonMeta::read(std::path::Path::new("/tmp/shoal-1000/2c26b46b68ffc68f/meta.json"))?;
     /// println!("{} serves {:?}", meta.pid, meta.argv);
     /// # Ok::<(), std::io::Error>(())
     /// ```

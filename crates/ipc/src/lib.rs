@@ -1,0 +1,22 @@
+//! What shoal's daemon, proxy and CLI share on one machine, so that each is written once:
+//!
+//! - where a daemon lives: its identity ([`DaemonKey`], [`KeyId`]), the files of its key
+//!   ([`DaemonPaths`], [`resolve_runtime_dir`]) and what it records about itself ([`DaemonMeta`]);
+//! - how to talk to it: the socket halves registered for readability only ([`socket`]), and
+//!   reading and writing whole lines on them ([`next_line`], [`write_line`]), and the answer to a
+//!   daemon's hello ([`send_hello`]).
+//!
+//! It knows the layout and the bytes' framing, not what the messages mean (that is
+//! `shoal-wire`), nor how daemons are started or locked (`shoal-proxy`, `shoal-daemon`,
+//! `shoal-lockfile`).
+
+mod key;
+mod lines;
+mod meta;
+mod paths;
+pub mod socket;
+
+pub use key::{DaemonKey, KeyId};
+pub use lines::{next_line, send_hello, write_line};
+pub use meta::DaemonMeta;
+pub use paths::{DaemonPaths, MAX_SOCKET_PATH, RuntimeDirSource, resolve_runtime_dir};

@@ -1,0 +1,130 @@
+//! Whole lines on a stream: the next item of a framed reader, and a line and its newline written
+//! without copying the line.
+
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+
+use futures_core::Stream;
+use shoal_wire::{ClientHello, Line, Role};
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+
+/// The next item of a framed stream (a `FramedRead<_, LineCodec>`, say): `None` at its end.
+pub async fn next_line<S>(stream: &mut S) -> Option<S::Item>
+where
+    S: Stream + Unpin,
+{
+    poll_fn(|context| Pin::new(&mut *stream).poll_next(context)).await
+}
+
+/// Write `line` and its newline: one vectored write in the common case, never a copy of the
+/// line (results can be many MiB), and correct when the writer takes only part of it.
+pub async fn write_line<W>(writer: &mut W, line: &Line) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let bytes = line.as_bytes();
+    let mut written = 0;
+    while written < bytes.len() {
+        let slices = [IoSlice::new(&bytes[written..]), IoSlice::new(b"\n")];
+        let n = writer.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        written += n;
+    }
+    // `written` may have run one past the line: the newline went with the last write.
+    if written == bytes.len() {
+        writer.write_all(b"\n").await?;
+    }
+    writer.flush().await
+}
+
+/// Answer a daemon's hello with ours (after the caller read and checked the daemon's): role
+/// `role`, this process's pid, `host_pid` (a session's host), `label` for logs and `shoal status`.
+pub async fn send_hello<W>(
+    writer: &mut W,
+    role: Role,
+    label: &str,
+    host_pid: Option<u32>,
+) -> io::Result<()>
+where
+    W: AsyncWrite + Unpin + ?Sized,
+{
+    let hello = ClientHello {
+        role,
+        pid: std::process::id(),
+        host_pid,
+        label: label.to_owned(),
+    };
+    write_line(writer, &hello.to_line()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// Accepts at most `step` bytes per write, vectored or not.
+    struct Trickle {
+        written: Vec<u8>,
+        step: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = buf.len().min(self.step);
+            self.written.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_write_vectored(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let mut left = self.step;
+            let mut n = 0;
+            for buf in bufs {
+                let take = buf.len().min(left);
+                self.written.extend_from_slice(&buf[..take]);
+                left -= take;
+                n += take;
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_the_line_and_one_newline_whatever_the_writer_takes() {
+        let line = Line::new(&b"{\"id\":1,\"result\":\"abcdef\"}"[..]).unwrap();
+        for step in [1, 2, 5, 26, 27, 28, 1000] {
+            let mut writer = Trickle {
+                written: Vec::new(),
+                step,
+            };
+            write_line(&mut writer, &line).await.unwrap();
+            let mut expected = line.as_bytes().to_vec();
+            expected.push(b'\n');
+            assert_eq!(writer.written, expected, "{step} bytes per write");
+        }
+    }
+}
