@@ -1,9 +1,12 @@
 //! Helpers shared by the xtask tasks: locating the workspace and running commands loudly.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use shoal_ipc::control::ControlConnection;
+use shoal_wire::{ControlRequest, ControlResponse};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub(crate) fn project_root() -> PathBuf {
@@ -78,4 +81,20 @@ pub(crate) fn say(line: &str) {
     {
         eprintln!("xtask: {line}");
     }
+}
+
+/// One control exchange with the daemon at `socket`, through the client `shoal status` uses,
+/// each step under a deadline.
+pub(crate) fn control(socket: &Path, request: &ControlRequest) -> anyhow::Result<ControlResponse> {
+    const ANSWER: Duration = Duration::from_secs(30);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    runtime.block_on(async {
+        let mut connection = ControlConnection::open(socket, None, "xtask")
+            .await
+            .with_context(|| format!("open a control connection to {}", socket.display()))?;
+        Ok(connection.request(request, ANSWER).await?)
+    })
 }

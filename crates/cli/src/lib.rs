@@ -13,7 +13,6 @@
 //! When `shoal proxy` falls back to running the server directly, the process becomes the server
 //! and its exit code is the server's.
 
-mod control;
 mod daemon;
 mod demo;
 mod logs;
@@ -78,6 +77,15 @@ pub fn run(cli: Cli) -> ExitCode {
 /// arming the parent-death watchdog.
 pub fn early_init() {
     proxy::arm_if_proxy();
+}
+
+/// A current-thread runtime for the CLI's short-lived async work (sockets and deadlines).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")
 }
 
 /// Print an error and its causes once, as `shoal: failed to <what>: <cause>: <cause>`.

@@ -41,9 +41,9 @@ use std::time::Duration;
 use serde::Serialize;
 use shoal_wire::{BackendState, ControlRequest, ControlResponse, StatusReport};
 
-use crate::control::{ControlConnection, ControlError};
 use crate::select::{self, KeyDir};
 use crate::{exit, write_stdout};
+use shoal_ipc::control::{ControlConnection, ControlError};
 
 /// Show every daemon of this user: root, server command, pids, sessions, uptime, memory.
 ///
@@ -141,7 +141,7 @@ pub(crate) fn run(args: &StatusArgs) -> ExitCode {
 /// Probe every key dir under `runtime_dir`, all at once.
 pub(crate) fn collect(runtime_dir: &Path) -> anyhow::Result<Vec<Entry>> {
     let dirs = select::key_dirs(runtime_dir)?;
-    let mut entries = crate::control::runtime()?.block_on(async move {
+    let mut entries = crate::runtime()?.block_on(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for (index, dir) in dirs.into_iter().enumerate() {
             tasks.spawn(async move { (index, probe(dir).await) });
@@ -169,11 +169,11 @@ async fn probe(dir: KeyDir) -> Entry {
             .await?
         {
             ControlResponse::Status(report) => Ok(report),
-            ControlResponse::Error { message } => Err(ControlError::Other(anyhow::anyhow!(
-                "it refused the status request: {message}"
+            ControlResponse::Error { message } => Err(ControlError::Unexpected(format!(
+                "the status request with an error: {message}"
             ))),
-            other => Err(ControlError::Other(anyhow::anyhow!(
-                "it answered the status request with {other:?}"
+            other => Err(ControlError::Unexpected(format!(
+                "the status request with {other:?}"
             ))),
         }
     };

@@ -11,10 +11,10 @@ use std::time::Duration;
 use anyhow::anyhow;
 use shoal_wire::{ControlRequest, ControlResponse};
 
-use crate::control::{ControlConnection, ControlError};
 use crate::select::{self, KeyDir, SelectionArgs};
 use crate::status::command_line;
 use crate::{exit, write_stdout};
+use shoal_ipc::control::{ControlConnection, ControlError};
 
 /// Stop daemons: each answers what its sessions have in flight, closes them, stops its server
 /// and exits. A session still open gets a new daemon through its `shoal proxy`.
@@ -89,7 +89,7 @@ fn act(selection: &SelectionArgs, action: Action) -> ExitCode {
         let (runtime_dir, _) = select::runtime_dir();
         let dirs = select::key_dirs(&runtime_dir)?;
         let selected = selection.apply(dirs);
-        let outcomes = crate::control::runtime()?.block_on(async {
+        let outcomes = crate::runtime()?.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for (index, dir) in selected.iter().enumerate() {
                 let (socket, key) = (dir.paths.socket.clone(), dir.key.clone());
@@ -159,7 +159,7 @@ async fn one(socket: &std::path::Path, key: &str, action: Action) -> Outcome {
     let mut connection = match ControlConnection::open(socket, Some(key), label).await {
         Ok(connection) => connection,
         Err(error) if error.is_stale() => return Outcome::Stale(error),
-        Err(error) => return Outcome::Failed(error.into_anyhow()),
+        Err(error) => return Outcome::Failed(error.into()),
     };
     let pid = connection.hello().pid;
     let (request, timeout) = match action {
@@ -168,7 +168,7 @@ async fn one(socket: &std::path::Path, key: &str, action: Action) -> Outcome {
     };
     let response = match connection.request(&request, timeout).await {
         Ok(response) => response,
-        Err(error) => return Outcome::Failed(error.into_anyhow()),
+        Err(error) => return Outcome::Failed(error.into()),
     };
     match (action, response) {
         (Action::Stop, ControlResponse::Stopping) => {

@@ -4,16 +4,19 @@
 //!   ([`DaemonPaths`], [`resolve_runtime_dir`]) and what it records about itself ([`DaemonMeta`]);
 //! - how to talk to it: the socket halves registered for readability only ([`socket`]), and
 //!   reading and writing whole lines on them ([`next_line`], [`write_line`]), and the answer to a
-//!   daemon's hello ([`send_hello`]).
+//!   daemon's hello ([`send_hello`]), and the control client ([`control`]);
+//! - what both must agree a message means: which messages are a session's state ([`session`]).
 //!
-//! It knows the layout and the bytes' framing, not what the messages mean (that is
-//! `shoal-wire`), nor how daemons are started or locked (`shoal-proxy`, `shoal-daemon`,
-//! `shoal-lockfile`).
+//! It knows the layout, the bytes' framing and that one list of methods, not how messages are
+//! parsed or routed (`shoal-wire`, the daemon's router), nor how daemons are started or locked
+//! (`shoal-proxy`, `shoal-daemon`, `shoal-lockfile`).
 
+pub mod control;
 mod key;
 mod lines;
 mod meta;
 mod paths;
+pub mod session;
 pub mod socket;
 
 pub use key::{DaemonKey, KeyId};

@@ -18,12 +18,14 @@
 //! # Requests to the host
 //!
 //! The daemon also sends the host requests (sampling, elicitation, roots, ping) under ids it mints
-//! itself, counting from 1 in every daemon. Those requests die with their daemon: the host is told
-//! they are withdrawn (`notifications/cancelled`), and a late answer to one is dropped rather than
-//! passed to the next daemon, which could have asked something else under the same id.
+//! itself (`"shoal-<pid>-<start>-<n>"`, unique to that daemon process). Those requests die with
+//! their daemon: the host is told they are withdrawn (`notifications/cancelled`), since no one is
+//! left to take the answers, and a late answer to one is dropped here rather than passed to the
+//! next daemon, which never asked it.
 
 use std::collections::{HashMap, HashSet};
 
+use shoal_ipc::session::StateChange;
 use shoal_wire::{Envelope, ErrorCode, Field, Id, Kind, Line, Validation, error_response};
 
 /// The message for requests lost with their daemon.
@@ -78,29 +80,32 @@ impl Ledger {
     /// queued while reconnecting is remembered when it is sent, after the replay.
     fn remember(&mut self, message: &Envelope) {
         for_each_message(message, |message| {
-            match (message.kind(), message.method()) {
-                (Kind::Request, Some("initialize")) => {
+            let change = message
+                .method()
+                .and_then(|method| StateChange::of(message.kind(), method));
+            match change {
+                Some(StateChange::Initialize) => {
                     self.initialize = Some((message.clone(), false));
                 }
-                (Kind::Notification, Some("notifications/initialized")) => {
+                Some(StateChange::Initialized) => {
                     self.initialized = Some(message.line().clone());
                 }
-                (Kind::Request, Some("logging/setLevel")) => {
+                Some(StateChange::SetLevel) => {
                     self.log_level = Some(message.clone());
                 }
-                (Kind::Request, Some("resources/subscribe")) => {
+                Some(StateChange::Subscribe) => {
                     if let Some(uri) = message.uri() {
                         let uri = uri.to_owned();
                         self.subscriptions.retain(|(known, _)| *known != uri);
                         self.subscriptions.push((uri, message.clone()));
                     }
                 }
-                (Kind::Request, Some("resources/unsubscribe")) => {
+                Some(StateChange::Unsubscribe) => {
                     if let Some(uri) = message.uri() {
                         self.subscriptions.retain(|(known, _)| known != uri);
                     }
                 }
-                _ => {}
+                None => {}
             }
         });
     }

@@ -49,8 +49,7 @@ use serde_json::{Value, json};
 use shoal_ipc::{DaemonKey, DaemonPaths};
 use shoal_wire::{ControlRequest, ControlResponse, PROTOCOL};
 
-use crate::race::proxy::control;
-use crate::util::say;
+use crate::util::{control, say};
 
 /// The server's start-up delay for the attach figures: a server that takes a while to start
 /// (an `npx` package, a Python interpreter importing its dependencies) is what shoal saves.

@@ -10,9 +10,7 @@
 //! no `race-child` side.
 
 use std::ffi::OsString;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -20,9 +18,9 @@ use anyhow::{Context as _, bail, ensure};
 use serde_json::json;
 use shoal_ipc::{DaemonKey, DaemonPaths};
 use shoal_testkit::client::Client;
-use shoal_wire::{ClientHello, ControlRequest, ControlResponse, DaemonHello, PROTOCOL, Role};
+use shoal_wire::{ControlRequest, ControlResponse, PROTOCOL};
 
-use crate::util::{Binaries, build_shoal_and_fixture, say};
+use crate::util::{Binaries, build_shoal_and_fixture, control, say};
 
 const PROXIES: usize = 64;
 /// The longest any one wait may take before the round is a failure.
@@ -127,37 +125,6 @@ fn race(binaries: &Binaries, round: u32) -> anyhow::Result<()> {
          redundant daemons"
     );
     Ok(())
-}
-
-/// One control exchange with the daemon at `socket`.
-pub(crate) fn control(socket: &Path, request: &ControlRequest) -> anyhow::Result<ControlResponse> {
-    let mut stream =
-        UnixStream::connect(socket).with_context(|| format!("connect to {}", socket.display()))?;
-    stream.set_read_timeout(Some(WAIT))?;
-    let mut hello = Vec::new();
-    let mut byte = [0u8; 1];
-    // Byte by byte, so that nothing after the hello is consumed here.
-    while stream.read(&mut byte)? == 1 && byte[0] != b'\n' {
-        ensure!(hello.len() < shoal_wire::HELLO_MAX_LEN, "hello too long");
-        hello.push(byte[0]);
-    }
-    DaemonHello::parse(&hello)?;
-    let mut line = ClientHello {
-        role: Role::Control,
-        pid: std::process::id(),
-        host_pid: None,
-        label: "xtask race proxy".into(),
-    }
-    .to_line()
-    .as_bytes()
-    .to_vec();
-    line.push(b'\n');
-    line.extend_from_slice(request.to_line().as_bytes());
-    line.push(b'\n');
-    stream.write_all(&line)?;
-    let mut response = String::new();
-    BufReader::new(&stream).read_line(&mut response)?;
-    Ok(ControlResponse::parse(response.trim_end().as_bytes())?)
 }
 
 /// A cold project and runtime dir for one round; its daemon is stopped and the files removed on

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
+use shoal_ipc::session;
 use shoal_wire::{
     Envelope, ErrorCode, Field, Id, Kind, Line, LineError, Validation, error_response,
     notification_value, request_value, response_value,
@@ -182,7 +183,7 @@ impl Router {
         self.pending.client_left(client);
         self.abandon_asked(client, out);
         for uri in self.subscriptions.client_left(client) {
-            self.housekeeping_request("resources/unsubscribe", json!({ "uri": uri }), out);
+            self.housekeeping_request(session::UNSUBSCRIBE, json!({ "uri": uri }), out);
         }
         if let Some(level) = self.levels.remove(client) {
             self.set_backend_level(level, out);
@@ -354,7 +355,7 @@ impl Router {
                 );
                 return self.reply(client, &id, answer.into(), out);
             }
-            Some("initialize") if self.is_ready() => {
+            Some(session::INITIALIZE) if self.is_ready() => {
                 return self.answer_initialize(client, &id, &envelope, out);
             }
             _ => {}
@@ -372,9 +373,9 @@ impl Router {
     /// A request while the backend serves.
     fn route_request(&mut self, client: ClientId, id: Id, envelope: Envelope, out: &mut Outputs) {
         match envelope.method() {
-            Some("resources/subscribe") => self.subscribe(client, id, envelope, out),
-            Some("resources/unsubscribe") => self.unsubscribe(client, id, envelope, out),
-            Some("logging/setLevel") if self.backend_offers("logging") => {
+            Some(session::SUBSCRIBE) => self.subscribe(client, id, envelope, out),
+            Some(session::UNSUBSCRIBE) => self.unsubscribe(client, id, envelope, out),
+            Some(session::SET_LEVEL) if self.backend_offers("logging") => {
                 self.set_level(client, &id, &envelope, out);
             }
             Some(method @ ("tasks/get" | "tasks/result" | "tasks/cancel")) => {
@@ -403,7 +404,7 @@ impl Router {
         out: &mut Outputs,
     ) {
         match envelope.method() {
-            Some("notifications/initialized") => {
+            Some(session::INITIALIZED) => {
                 if let Some(state) = self.clients.get_mut(&client) {
                     state.ready = true;
                 }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
+use shoal_ipc::session;
 use shoal_wire::{
     Envelope, ErrorCode, Id, Kind, error_response, notification_value, request_value,
 };
@@ -53,7 +54,7 @@ impl Router {
             "clientInfo": self.client_info,
         });
         out.to_backend
-            .push(request_value(&Id::from_u64(id), "initialize", &params).into());
+            .push(request_value(&Id::from_u64(id), session::INITIALIZE, &params).into());
     }
 
     pub(super) fn initialize_answered(&mut self, envelope: &Envelope, out: &mut Outputs) {
@@ -81,7 +82,7 @@ impl Router {
             .unwrap_or("?");
         tracing::info!(protocol, "the MCP server is initialized");
         out.to_backend
-            .push(notification_value("notifications/initialized", None).into());
+            .push(notification_value(session::INITIALIZED, None).into());
         self.phase = Phase::Ready { result };
         self.initialized_backends += 1;
         out.signal = Some(Signal::Initialized);
@@ -89,10 +90,10 @@ impl Router {
         // A new backend knows nothing of what its predecessor was told: replay the backend-wide
         // state before any queued client message reaches it.
         if let Some(level) = self.levels.backend() {
-            self.housekeeping_request("logging/setLevel", json!({ "level": level.as_str() }), out);
+            self.housekeeping_request(session::SET_LEVEL, json!({ "level": level.as_str() }), out);
         }
         for uri in self.subscriptions.active() {
-            self.housekeeping_request("resources/subscribe", json!({ "uri": uri }), out);
+            self.housekeeping_request(session::SUBSCRIBE, json!({ "uri": uri }), out);
         }
         let after_restart = self.initialized_backends > 1;
         for kind in ListKind::ALL {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
+use shoal_ipc::session;
 use shoal_wire::{Envelope, ErrorCode, Id, error_response};
 
 use super::dispatch::{ClientId, Outputs, Router};
@@ -136,7 +137,7 @@ impl Router {
     }
 
     pub(super) fn set_backend_level(&mut self, level: Level, out: &mut Outputs) {
-        self.housekeeping_request("logging/setLevel", json!({ "level": level.as_str() }), out);
+        self.housekeeping_request(session::SET_LEVEL, json!({ "level": level.as_str() }), out);
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::json;
+use shoal_ipc::session;
 use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response};
 
 use super::dispatch::{ClientId, Outputs, Router};
@@ -155,7 +156,7 @@ impl Router {
                     .is_some_and(|subscription| subscription.subscribers.is_empty());
                 if unwanted {
                     self.subscriptions.uris.remove(uri);
-                    self.housekeeping_request("resources/unsubscribe", json!({ "uri": uri }), out);
+                    self.housekeeping_request(session::UNSUBSCRIBE, json!({ "uri": uri }), out);
                 }
             }
             Answer::Refused(refusal) => {

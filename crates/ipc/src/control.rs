@@ -1,41 +1,40 @@
-//! The control client shared by `shoal status`, `stop` and `restart`: connect to a daemon's
-//! socket, exchange hellos as role `control`, send one request, read one response, each step
-//! under a deadline.
-//!
-//! It lives in the CLI for now; `shoal proxy` speaks the session role and needs none of it. If
-//! another crate needs to drive a daemon (xtask, a future library API), this module moves to
-//! `shoal-wire` (minus the socket) or `shoal-daemon` as is: it depends only on them and tokio.
+//! The control client: connect to a daemon's socket, exchange hellos as role `control`, send
+//! one request, read one response, each step under a deadline. `shoal status`, `stop` and
+//! `restart` use it, and so do the benchmarks and race tests that drive a daemon.
 //!
 //! Nothing here can hang: `connect` on a Unix socket is non-blocking under tokio (a full backlog
-//! is an error, not a wait), the daemon's hello is read through a 4 KiB-limited codec within
+//! is an error, not a wait), the daemon's hello is read at most 4 KiB long within
 //! [`HELLO_TIMEOUT`], and every later read has the deadline its caller gives.
 
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use shoal_ipc::{next_line, send_hello, write_line};
 use shoal_wire::{
-    ControlRequest, ControlResponse, DaemonHello, HELLO_TIMEOUT, LineCodec, Role, read_daemon_hello,
+    ControlRequest, ControlResponse, DaemonHello, HELLO_TIMEOUT, LineCodec, LineError, Role,
+    read_daemon_hello,
 };
 use tokio::net::UnixStream;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::FramedRead;
 
+use crate::{next_line, send_hello, write_line};
+
 /// Control responses are small; a daemon sending more is broken.
 const MAX_RESPONSE_LEN: usize = 64 * 1024;
 
-/// Why a control exchange did not happen. The first three mean the same to a user: no daemon
-/// is serving there any more (or, for `ClosedBeforeHello`, it is on its way out).
+/// Why a control exchange did not happen. The first two mean that no daemon serves there any
+/// more ([`ControlError::is_stale`]); `ClosedBeforeHello` that it is on its way out.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ControlError {
+pub enum ControlError {
     /// The socket file is gone: the daemon exited (or never got as far as binding).
     #[error("its socket is gone")]
     NoSocket,
     /// Nobody listens on the socket: the daemon was killed without cleaning up.
     #[error("nothing listens on its socket")]
     Refused,
-    /// The daemon accepted, then closed before its hello: it is exiting.
+    /// The daemon accepted, then closed before its hello (or before taking the request): it is
+    /// exiting.
     #[error("it closed the connection before its hello (it is exiting)")]
     ClosedBeforeHello,
     /// No answer within the deadline: the daemon is wedged or overloaded.
@@ -57,29 +56,39 @@ pub(crate) enum ControlError {
         /// The key in its hello.
         found: String,
     },
-    /// Anything else: an I/O error or a message that does not parse.
+    /// The daemon closed the connection after the request, without an answer.
+    #[error("it closed the connection without answering")]
+    Unanswered,
+    /// The daemon answered with something that is not the answer the caller can use.
+    #[error("it answered {0}")]
+    Unexpected(String),
+    /// A socket operation failed; `doing` says which.
+    #[error("{doing}")]
+    Io {
+        /// What was being done: "connect to /run/…/daemon.sock", "send the request".
+        doing: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// The daemon's hello or answer does not parse.
     #[error(transparent)]
-    Other(anyhow::Error),
+    Wire(#[from] shoal_wire::Error),
+    /// The daemon's answer is not a line (too long, not UTF-8).
+    #[error("its answer is not a valid line")]
+    Line(#[source] LineError),
 }
 
 impl ControlError {
     /// Whether this means "no daemon runs there": the directory is stale.
-    pub(crate) fn is_stale(&self) -> bool {
+    pub fn is_stale(&self) -> bool {
         matches!(self, ControlError::NoSocket | ControlError::Refused)
-    }
-
-    /// As an `anyhow` error, without wrapping one that already is.
-    pub(crate) fn into_anyhow(self) -> anyhow::Error {
-        match self {
-            ControlError::Other(error) => error,
-            error => anyhow::Error::new(error),
-        }
     }
 }
 
 /// An open control connection, hellos exchanged.
 #[derive(Debug)]
-pub(crate) struct ControlConnection {
+pub struct ControlConnection {
     reader: FramedRead<OwnedReadHalf, LineCodec>,
     write: OwnedWriteHalf,
     hello: DaemonHello,
@@ -88,7 +97,7 @@ pub(crate) struct ControlConnection {
 impl ControlConnection {
     /// Connect to `socket`, read the daemon's hello (4 KiB, [`HELLO_TIMEOUT`]), check that it
     /// serves key `key` (when given), and answer with a `control` hello labelled `label`.
-    pub(crate) async fn open(
+    pub async fn open(
         socket: &Path,
         key: Option<&str>,
         label: &str,
@@ -101,10 +110,10 @@ impl ControlConnection {
                     io::ErrorKind::ConnectionRefused => ControlError::Refused,
                     // A full backlog: the daemon is not accepting.
                     io::ErrorKind::WouldBlock => ControlError::Timeout(Duration::ZERO),
-                    _ => ControlError::Other(
-                        anyhow::Error::new(error)
-                            .context(format!("connect to {}", socket.display())),
-                    ),
+                    _ => ControlError::Io {
+                        doing: format!("connect to {}", socket.display()),
+                        source: error,
+                    },
                 });
             }
         };
@@ -124,7 +133,7 @@ impl ControlConnection {
             Err(shoal_wire::Error::Io(error)) if error.kind() == io::ErrorKind::ConnectionReset => {
                 return Err(ControlError::ClosedBeforeHello);
             }
-            Err(error) => return Err(ControlError::Other(error.into())),
+            Err(error) => return Err(error.into()),
         };
         if let Some(expected) = key
             && hello.key != expected
@@ -136,8 +145,9 @@ impl ControlConnection {
         }
         send_hello(&mut write, Role::Control, label, None)
             .await
-            .map_err(|error| {
-                ControlError::Other(anyhow::Error::new(error).context("send the hello"))
+            .map_err(|source| ControlError::Io {
+                doing: "send the hello".to_owned(),
+                source,
             })?;
         Ok(ControlConnection {
             reader,
@@ -147,41 +157,39 @@ impl ControlConnection {
     }
 
     /// The daemon's hello.
-    pub(crate) fn hello(&self) -> &DaemonHello {
+    pub fn hello(&self) -> &DaemonHello {
         &self.hello
     }
 
     /// Send `request` and read its response within `timeout`.
-    pub(crate) async fn request(
+    pub async fn request(
         &mut self,
         request: &ControlRequest,
         timeout: Duration,
     ) -> Result<ControlResponse, ControlError> {
-        if let Err(error) = write_line(&mut self.write, &request.to_line()).await {
-            return Err(match error.kind() {
+        if let Err(source) = write_line(&mut self.write, &request.to_line()).await {
+            return Err(match source.kind() {
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
                     ControlError::ClosedBeforeHello
                 }
-                _ => ControlError::Other(anyhow::Error::new(error).context("send the request")),
+                _ => ControlError::Io {
+                    doing: "send the request".to_owned(),
+                    source,
+                },
             });
         }
         match tokio::time::timeout(timeout, next_line(&mut self.reader)).await {
             Err(_elapsed) => Err(ControlError::Timeout(timeout)),
-            Ok(None) => Err(ControlError::Other(anyhow::anyhow!(
-                "the daemon closed the connection without answering"
-            ))),
-            Ok(Some(Err(error))) => Err(ControlError::Other(error.into())),
-            Ok(Some(Ok(Err(error)))) => Err(ControlError::Other(
-                anyhow::Error::new(error).context("read the daemon's answer"),
-            )),
-            Ok(Some(Ok(Ok(line)))) => ControlResponse::parse(line.as_bytes())
-                .map_err(|error| ControlError::Other(error.into())),
+            Ok(None) => Err(ControlError::Unanswered),
+            Ok(Some(Err(error))) => Err(error.into()),
+            Ok(Some(Ok(Err(error)))) => Err(ControlError::Line(error)),
+            Ok(Some(Ok(Ok(line)))) => Ok(ControlResponse::parse(line.as_bytes())?),
         }
     }
 
     /// Wait until the daemon closes the connection (it does so last, as its process ends),
     /// discarding anything it sends; `false` if it is still open after `timeout`.
-    pub(crate) async fn closed(mut self, timeout: Duration) -> bool {
+    pub async fn closed(mut self, timeout: Duration) -> bool {
         let eof = async {
             loop {
                 match next_line(&mut self.reader).await {
@@ -192,13 +200,4 @@ impl ControlConnection {
         };
         tokio::time::timeout(timeout, eof).await.is_ok()
     }
-}
-
-/// A current-thread runtime for the CLI's short-lived async work (sockets and deadlines).
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context as _;
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")
 }
