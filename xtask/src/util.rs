@@ -50,7 +50,7 @@ pub(crate) fn build_shoal_and_fixture(release: bool) -> anyhow::Result<Binaries>
         "--bin",
         "shoal",
         "-p",
-        "shoal-testkit",
+        "shoal-fixture",
         "--bin",
         "shoal-fixture",
     ]);

@@ -49,7 +49,7 @@ pub(crate) fn run(args: &DemoArgs) -> ExitCode {
 
 /// `shoal demo-server`: the example server the demo shares (hidden; arguments are the fixture's).
 pub(crate) fn serve(args: Vec<std::ffi::OsString>) -> ExitCode {
-    use shoal_testkit::server::{self, Config, Parsed, USAGE};
+    use shoal_fixture::{self as server, Config, Parsed, USAGE};
     let config = match Config::from_env().and_then(|config| config.apply_args(args)) {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Help) => {

@@ -23,12 +23,12 @@ const BIN_NAME: &str = "shoal-fixture";
 ///
 /// In order: [`FIXTURE_BIN_ENV`] if set; else the binary next to the current executable
 /// (`target/<profile>/`, also when the executable is in `target/<profile>/deps/`) if it is newer
-/// than every file of this crate's sources; else it builds it, once per process, with
-/// `$CARGO build --bin shoal-fixture` on this crate's manifest (`cargo` if `$CARGO` is unset), in
-/// the profile and target directory of the current executable.
+/// than every file of the `shoal-fixture` crate's sources; else it builds it, once per process,
+/// with `$CARGO build --bin shoal-fixture` on that crate's manifest (`cargo` if `$CARGO` is
+/// unset), in the profile and target directory of the current executable.
 ///
-/// The freshness check looks at this crate's `Cargo.toml` and `src/` only: after a change to a
-/// dependency alone, build the fixture (or run this crate's tests) once by hand.
+/// The freshness check looks at the fixture crate's `Cargo.toml` and `src/` only: after a change
+/// to a dependency alone, build the fixture (or run its tests) once by hand.
 ///
 /// # Panics
 ///
@@ -67,22 +67,28 @@ fn locate() -> Result<PathBuf, String> {
             Ok(candidate)
         }
         Err(error) => Err(format!(
-            "failed to build {BIN_NAME} ({error}); build it with `cargo build -p shoal-testkit --bin {BIN_NAME}` or set {FIXTURE_BIN_ENV}"
+            "failed to build {BIN_NAME} ({error}); build it with `cargo build -p shoal-fixture --bin {BIN_NAME}` or set {FIXTURE_BIN_ENV}"
         )),
     }
 }
 
-/// Whether `binary` exists and is newer than this crate's manifest and sources (true as well if
-/// the sources are not there, e.g. tests run from an archive).
+/// Whether `binary` exists and is newer than the fixture crate's manifest and sources (true as
+/// well if the sources are not there, e.g. tests run from an archive).
 fn is_fresh(binary: &Path) -> bool {
     let Ok(built) = fs::metadata(binary).and_then(|metadata| metadata.modified()) else {
         return false;
     };
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let crate_dir = fixture_crate_dir();
     let mut newest = None;
     newest_mtime(&crate_dir.join("Cargo.toml"), &mut newest);
     newest_mtime(&crate_dir.join("src"), &mut newest);
     newest.is_none_or(|newest| built >= newest)
+}
+
+/// The `shoal-fixture` crate: this crate's sibling in the workspace. Not a dependency: the tests
+/// need its binary, which cargo does not build for a dependency.
+fn fixture_crate_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixture")
 }
 
 fn newest_mtime(path: &Path, newest: &mut Option<SystemTime>) {
@@ -121,7 +127,7 @@ fn build(cargo: &OsString, profile_dir: &Path) -> Result<(), String> {
     let mut command = Command::new(cargo);
     command
         .args(["build", "--quiet", "--bin", BIN_NAME, "--manifest-path"])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        .arg(fixture_crate_dir().join("Cargo.toml"));
     // A cross build lives in target/<triple>/<profile>; cargo wants the triple as --target.
     if let Some(triple) = target_dir.file_name().and_then(|name| name.to_str())
         && target_dir.join("..").join("CACHEDIR.TAG").exists()
