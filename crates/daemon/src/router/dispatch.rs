@@ -407,6 +407,9 @@ impl Router {
             Some(session::INITIALIZED) => {
                 if let Some(state) = self.clients.get_mut(&client) {
                     state.ready = true;
+                    if let Some(level) = self.levels.ready(client) {
+                        self.set_backend_level(level, out);
+                    }
                 }
             }
             // Roots are the project's, answered by the daemon; a client's change is not news.

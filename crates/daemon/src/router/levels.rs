@@ -52,29 +52,37 @@ impl Level {
     }
 }
 
-/// What a client that never called `logging/setLevel` is shown once some other client changed the
-/// backend's level. The backend's own default is unknowable, and `info` is what servers commonly
-/// start at; before any client sets a level, such clients see everything the backend sends, exactly
-/// as they would alone.
-const UNSET_CLIENT_LEVEL: Level = Level::Info;
-
 /// Per-client levels and the level the backend was last set to.
+///
+/// A client that never called `logging/setLevel` gets what the server sends by default, which is
+/// everything for the SDKs' servers (they filter only once a level is set). The server's default
+/// cannot be restored once someone set a level (MCP has no "reset"), so while such a client is
+/// listening and another has set a level, the backend runs at `debug` and the unset client is shown
+/// all of it; the others are filtered to their own level.
 #[derive(Debug, Default)]
 pub(crate) struct Levels {
-    clients: HashMap<ClientId, Level>,
+    /// Clients that receive broadcasts: their level, `None` if they never set one.
+    clients: HashMap<ClientId, Option<Level>>,
     /// `None` until a client sets a level: the backend is at its own default.
     backend: Option<Level>,
 }
 
 impl Levels {
-    /// Record `client`'s level. Returns the level the backend must be set to, if it changes.
-    pub(crate) fn set(&mut self, client: ClientId, level: Level) -> Option<Level> {
-        self.clients.insert(client, level);
+    /// `client` now receives broadcasts. Returns the level the backend must be set to, if it
+    /// changes (to `debug`, when another client has narrowed the stream this one expects whole).
+    pub(crate) fn ready(&mut self, client: ClientId) -> Option<Level> {
+        self.clients.entry(client).or_insert(None);
         self.retarget()
     }
 
-    /// Forget a departed client. Returns the level the backend should drop to, if the departed
-    /// client was the most verbose one.
+    /// Record `client`'s level. Returns the level the backend must be set to, if it changes.
+    pub(crate) fn set(&mut self, client: ClientId, level: Level) -> Option<Level> {
+        self.clients.insert(client, Some(level));
+        self.retarget()
+    }
+
+    /// Forget a departed client. Returns the level the backend should move to, if the departed
+    /// client was the one that needed the most verbose level.
     pub(crate) fn remove(&mut self, client: ClientId) -> Option<Level> {
         self.clients.remove(&client)?;
         self.retarget()
@@ -87,16 +95,23 @@ impl Levels {
 
     /// Whether `client` is shown a message at `level`.
     pub(crate) fn admits(&self, client: ClientId, level: Level) -> bool {
-        match (self.clients.get(&client), self.backend) {
-            (Some(&own), _) => level >= own,
-            (None, None) => true,
-            (None, Some(_)) => level >= UNSET_CLIENT_LEVEL,
+        match self.clients.get(&client) {
+            Some(Some(own)) => level >= *own,
+            // Never set: everything the backend sends, as it would be alone.
+            Some(None) | None => true,
         }
     }
 
     fn retarget(&mut self) -> Option<Level> {
-        // No client with a level left: the backend stays where it is (there is no "reset").
-        let wanted = self.clients.values().min().copied()?;
+        let most_verbose_set = self.clients.values().flatten().min().copied();
+        let anyone_unset = self.clients.values().any(Option::is_none);
+        let wanted = match (most_verbose_set, anyone_unset) {
+            // Someone narrowed the backend (now or before): unset clients need it all.
+            (_, true) if most_verbose_set.is_some() || self.backend.is_some() => Level::Debug,
+            (Some(level), false) => level,
+            // Nobody ever set a level, or nobody is left: the backend stays where it is.
+            _ => return None,
+        };
         (self.backend != Some(wanted)).then(|| {
             self.backend = Some(wanted);
             wanted
@@ -148,6 +163,11 @@ mod tests {
     #[test]
     fn the_backend_follows_the_most_verbose_client() {
         let mut levels = Levels::default();
+        assert_eq!(
+            levels.ready(1),
+            None,
+            "nobody set a level: the server's default"
+        );
         assert!(
             levels.admits(1, Level::Debug),
             "no level set: everything passes"
@@ -158,11 +178,6 @@ mod tests {
         assert!(levels.admits(2, Level::Debug));
         assert!(!levels.admits(1, Level::Info));
         assert!(levels.admits(1, Level::Warning));
-        assert!(
-            !levels.admits(4, Level::Debug),
-            "unset clients see info and above"
-        );
-        assert!(levels.admits(4, Level::Info));
         assert_eq!(levels.remove(2), Some(Level::Warning));
         assert_eq!(levels.remove(3), None);
         assert_eq!(
@@ -171,6 +186,32 @@ mod tests {
             "the last one leaves the backend where it is"
         );
         assert_eq!(levels.backend(), Some(Level::Warning));
+    }
+
+    #[test]
+    fn a_client_that_never_set_a_level_gets_the_whole_stream() {
+        let mut levels = Levels::default();
+        assert_eq!(levels.ready(1), None);
+        assert_eq!(levels.ready(2), None);
+        assert_eq!(
+            levels.set(1, Level::Emergency),
+            Some(Level::Debug),
+            "2 still expects everything"
+        );
+        assert!(levels.admits(2, Level::Debug));
+        assert!(!levels.admits(1, Level::Critical));
+        assert_eq!(
+            levels.remove(2),
+            Some(Level::Emergency),
+            "only 1's level is left"
+        );
+        assert_eq!(
+            levels.ready(3),
+            Some(Level::Debug),
+            "a newcomer that never set a level widens it again"
+        );
+        assert_eq!(levels.remove(1), None, "3 still needs everything");
+        assert_eq!(levels.set(3, Level::Info), Some(Level::Info));
     }
 
     #[test]

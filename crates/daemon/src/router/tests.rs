@@ -485,11 +485,16 @@ fn log_levels_are_kept_per_client_and_the_backend_runs_at_the_most_verbose() {
         join 3
         b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"x"}}
         1> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"warning"}}
-        2> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}
-        2> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"loud"}}
         b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}
-        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
-        leave 2
+        2> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"emergency"}}
+        2> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"loud"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"critical","data":"z"}}
+        leave 3
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"w"}}
+        leave 1
+        attach 4
+        4> {"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}
+        4> {"jsonrpc":"2.0","method":"notifications/initialized"}
         "#,
         r#"
         join 1
@@ -500,22 +505,28 @@ fn log_levels_are_kept_per_client_and_the_backend_runs_at_the_most_verbose() {
           2< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"x"}}
           3< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"x"}}
         1> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"warning"}}
-          b< {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"warning"}}
+          b< {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"debug"}}
           1< {"jsonrpc":"2.0","id":1,"result":{}}
-        2> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"debug"}}
-          b< {"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}
-          2< {"jsonrpc":"2.0","id":1,"result":{}}
-        2> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"loud"}}
-          2< {"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"logging/setLevel needs params.level: one of debug, info, notice, warning, error, critical, alert, emergency"}}
         b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}
           2< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}
           3< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"y"}}
-        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
-          1< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
-          2< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
-          3< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"z"}}
-        leave 2
-          b< {"jsonrpc":"2.0","id":4,"method":"logging/setLevel","params":{"level":"warning"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"emergency"}}
+          2< {"jsonrpc":"2.0","id":1,"result":{}}
+        2> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"loud"}}
+          2< {"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"logging/setLevel needs params.level: one of debug, info, notice, warning, error, critical, alert, emergency"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"critical","data":"z"}}
+          1< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"critical","data":"z"}}
+          3< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"critical","data":"z"}}
+        leave 3
+          b< {"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"warning"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"w"}}
+        leave 1
+          b< {"jsonrpc":"2.0","id":4,"method":"logging/setLevel","params":{"level":"emergency"}}
+        attach 4
+        4> {"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{}}}
+          4< {"jsonrpc":"2.0","id":0,"result":{"capabilities":{"logging":{}},"protocolVersion":"2025-11-25","serverInfo":{"name":"b","version":"1"}}}
+        4> {"jsonrpc":"2.0","method":"notifications/initialized"}
+          b< {"jsonrpc":"2.0","id":5,"method":"logging/setLevel","params":{"level":"debug"}}
         "#,
     );
 }
