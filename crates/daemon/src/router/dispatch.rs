@@ -19,10 +19,12 @@ use shoal_wire::{
 
 use super::asked::AskedTable;
 use super::batch::Batches;
+use super::elicitations::Elicitations;
 use super::in_flight::{DaemonCall, Hook, InFlight, InFlightTable, Owner, Released};
 use super::levels::Levels;
 use super::lists::Lists;
 use super::pending::Pending;
+use super::server_requests::ClientCapabilities;
 use super::subscriptions::{self, Subscriptions};
 use super::tasks::{self, Tasks};
 use crate::outbox::Outgoing;
@@ -70,6 +72,7 @@ pub(crate) struct Router {
     pub(super) levels: Levels,
     pub(super) lists: Lists,
     pub(super) tasks: Tasks,
+    pub(super) elicitations: Elicitations,
     pub(super) pending: Pending,
     requests_served: u64,
 }
@@ -96,12 +99,6 @@ pub(super) struct ClientState {
     /// The backend id of the client's latest request: ranks clients for server-to-client routing.
     pub(super) last_request: u64,
     pub(super) batches: Batches,
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct ClientCapabilities {
-    pub(super) sampling: bool,
-    pub(super) elicitation: bool,
 }
 
 impl Router {
@@ -131,6 +128,7 @@ impl Router {
             levels: Levels::default(),
             lists: Lists::default(),
             tasks: Tasks::default(),
+            elicitations: Elicitations::default(),
             pending: Pending::default(),
             requests_served: 0,
         }
@@ -189,6 +187,7 @@ impl Router {
             self.set_backend_level(level, out);
         }
         self.tasks.client_left(client);
+        self.elicitations.client_left(client);
     }
 
     /// The backend process is gone (crash, restart, stop): every request it held gets `reason` as
@@ -620,6 +619,9 @@ impl Router {
         }
         match entry.owner {
             Owner::Client { client, id } => {
+                if !success {
+                    self.note_required_elicitations(client, envelope);
+                }
                 let answer = if entry.hook == Hook::ListsTasks && success {
                     self.tasks.narrow_list(client, &id, envelope)
                 } else {

@@ -17,9 +17,10 @@ use shoal_wire::{
     Envelope, ErrorCode, Id, Kind, error_response, notification_value, request_value,
 };
 
-use super::dispatch::{ClientCapabilities, ClientId, Outputs, Phase, Router, Signal};
+use super::dispatch::{ClientId, Outputs, Phase, Router, Signal};
 use super::in_flight::{DaemonCall, Hook, InFlight, Owner};
 use super::lists::{CheckStep, ListKind};
+use super::server_requests::ClientCapabilities;
 
 /// The protocol version the daemon asks the backend for: the newest initialize-era version it
 /// knows. A backend that speaks only older ones answers with its own, which then bounds what
@@ -47,10 +48,16 @@ impl Router {
         self.phase = Phase::Initializing;
         // Every capability the daemon can serve or route: servers may offer features (a sampling
         // tool, say) only to clients that declared them, and the backend is initialized once for
-        // every client. Requests no connected client can serve are answered with an error.
+        // every client. A request is routed only to a client that declared what it needs
+        // (`server_requests.rs`); when none can, the server gets an error, as it would from
+        // such a client alone.
         let params = json!({
             "protocolVersion": REQUESTED_PROTOCOL_VERSION,
-            "capabilities": { "roots": {}, "sampling": {}, "elicitation": {} },
+            "capabilities": {
+                "roots": {},
+                "sampling": { "tools": {} },
+                "elicitation": { "form": {}, "url": {} },
+            },
             "clientInfo": self.client_info,
         });
         out.to_backend
@@ -144,12 +151,7 @@ impl Router {
             );
             return self.reply(client, id, answer.into(), out);
         };
-        let capabilities = params.get("capabilities");
-        let declares = |name: &str| capabilities.and_then(|caps| caps.get(name)).is_some();
-        let declared = ClientCapabilities {
-            sampling: declares("sampling"),
-            elicitation: declares("elicitation"),
-        };
+        let declared = ClientCapabilities::declared(params.get("capabilities"));
         let mut answer = result.clone();
         let backend_version = answer
             .get("protocolVersion")

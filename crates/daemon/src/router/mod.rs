@@ -26,6 +26,7 @@
 mod asked;
 mod batch;
 mod dispatch;
+mod elicitations;
 mod handshake;
 mod in_flight;
 mod levels;

@@ -46,6 +46,7 @@ impl Router {
                     }
                 }
             }
+            "notifications/elicitation/complete" => self.elicitation_complete(envelope, out),
             "notifications/tasks/status" => {
                 if let Some(client) = self.tasks.owner_of_notification(envelope) {
                     out.to_clients

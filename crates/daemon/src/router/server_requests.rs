@@ -2,11 +2,79 @@
 //! (`ping`, `roots/list`), otherwise routed to exactly one capable client under a daemon id, whose
 //! answer goes back under the backend's id. The backend always gets an answer: the client's, or an
 //! error when no client can answer or the chosen one leaves first.
+//!
+//! Invariant: a client is asked only if it declared what the request needs (sampling, sampling
+//! with tools, form or URL elicitation) and could have caused the request (it owns the related
+//! task, has a request in flight, or is the only session); no session is ever shown a request
+//! about another session's work because it happened to be capable.
 
-use serde_json::json;
+use serde_json::{Value, json};
 use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, response_value};
 
-use super::dispatch::{ClientCapabilities, ClientId, Outputs, Router};
+use super::dispatch::{ClientId, Outputs, Router};
+use super::elicitations;
+
+/// What a client declared it can answer, as far as the server's requests go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct ClientCapabilities {
+    pub(super) sampling: bool,
+    /// `sampling.tools` (2025-11-25): sampling requests that offer the model tools.
+    pub(super) sampling_tools: bool,
+    /// Form-mode elicitation: `elicitation: {}` (every era) or `elicitation.form`.
+    pub(super) elicitation_form: bool,
+    /// URL-mode elicitation (2025-11-25): `elicitation.url`.
+    pub(super) elicitation_url: bool,
+}
+
+impl ClientCapabilities {
+    /// From the `capabilities` of a client's `initialize`.
+    pub(super) fn declared(capabilities: Option<&Value>) -> ClientCapabilities {
+        let member = |name: &str| capabilities.and_then(|caps| caps.get(name));
+        let sampling = member("sampling");
+        let elicitation = member("elicitation");
+        let mode = |name: &str| elicitation.and_then(|modes| modes.get(name)).is_some();
+        // An `elicitation` naming no mode is the form mode, as before modes existed.
+        let names_a_mode = mode("form") || mode("url");
+        ClientCapabilities {
+            sampling: sampling.is_some(),
+            sampling_tools: sampling
+                .and_then(|sampling| sampling.get("tools"))
+                .is_some(),
+            elicitation_form: elicitation.is_some() && (mode("form") || !names_a_mode),
+            elicitation_url: mode("url"),
+        }
+    }
+}
+
+/// What a server-to-client request needs of the client that answers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Need {
+    Sampling,
+    SamplingWithTools,
+    ElicitationForm,
+    ElicitationUrl,
+}
+
+impl Need {
+    fn met_by(self, capabilities: &ClientCapabilities) -> bool {
+        match self {
+            Need::Sampling => capabilities.sampling,
+            Need::SamplingWithTools => capabilities.sampling && capabilities.sampling_tools,
+            Need::ElicitationForm => capabilities.elicitation_form,
+            Need::ElicitationUrl => capabilities.elicitation_url,
+        }
+    }
+
+    /// The capability, as the error to the server names it.
+    fn capability(self) -> &'static str {
+        match self {
+            Need::Sampling => "sampling",
+            Need::SamplingWithTools => "sampling.tools",
+            Need::ElicitationForm => "elicitation (form mode)",
+            Need::ElicitationUrl => "elicitation.url",
+        }
+    }
+}
 
 impl Router {
     pub(super) fn backend_request(&mut self, envelope: &Envelope, out: &mut Outputs) {
@@ -19,11 +87,36 @@ impl Router {
                 &id,
                 &json!({ "roots": [{ "uri": self.root_uri, "name": self.root_name }] }),
             ),
-            Some("sampling/createMessage") => {
-                return self.ask_client(id, envelope, "sampling", |caps| caps.sampling, out);
-            }
-            Some("elicitation/create") => {
-                return self.ask_client(id, envelope, "elicitation", |caps| caps.elicitation, out);
+            Some(method @ ("sampling/createMessage" | "elicitation/create")) => {
+                // Rare, and the params decide who can answer: worth a parse.
+                let params = serde_json::from_slice::<Value>(envelope.line().as_bytes())
+                    .ok()
+                    .and_then(|mut message| message.get_mut("params").map(Value::take))
+                    .unwrap_or(Value::Null);
+                let need = if method == "sampling/createMessage" {
+                    if params.get("tools").is_some() || params.get("toolChoice").is_some() {
+                        Need::SamplingWithTools
+                    } else {
+                        Need::Sampling
+                    }
+                } else if params.get("mode").and_then(Value::as_str) == Some("url") {
+                    Need::ElicitationUrl
+                } else {
+                    Need::ElicitationForm
+                };
+                let Some(client) = self.ask_client(id, envelope, need, out) else {
+                    return;
+                };
+                if need == Need::ElicitationUrl
+                    && let Some(elicitation) = params.get("elicitationId").and_then(Value::as_str)
+                    && !self.elicitations.insert(elicitation, client)
+                {
+                    tracing::warn!(
+                        "too many URL elicitations await completion; this one's completion \
+                         will not reach its client"
+                    );
+                }
+                return;
             }
             Some(method) => error_response(
                 Some(&id),
@@ -35,52 +128,64 @@ impl Router {
         out.to_backend.push(answer.into());
     }
 
-    /// Route a server-to-client request to one client that declared `capability`: the owner of the
-    /// task it relates to; else the capable client with the most recent request in flight (the one
-    /// most likely waiting on it); else the capable client that asked something last.
+    /// Route a server-to-client request to one client that can answer it, returning that
+    /// client. Only a client that declared what the request needs, and could have caused it,
+    /// is asked: the owner of the task it relates to; else, of the capable clients with a
+    /// request in flight, the one with the most recent (the one most likely waiting on it);
+    /// else a capable client alone on this daemon (it would be asked if it had the server to
+    /// itself). Anyone else would be shown a form or a sampling dialog about another session's
+    /// work, so when no client qualifies the server gets an error at once.
     fn ask_client(
         &mut self,
         backend_id: Id,
         envelope: &Envelope,
-        capability: &str,
-        capable: fn(&ClientCapabilities) -> bool,
+        need: Need,
         out: &mut Outputs,
-    ) {
+    ) -> Option<ClientId> {
         let is_capable = |client: &ClientId| {
             self.clients
                 .get(client)
-                .is_some_and(|state| state.ready && capable(&state.capabilities))
+                .is_some_and(|state| state.ready && need.met_by(&state.capabilities))
         };
+        let ready = self.clients.values().filter(|state| state.ready).count();
         let chosen = self
             .tasks
             .related_owner(envelope)
             .filter(is_capable)
             .or_else(|| {
                 self.clients
-                    .iter()
-                    .filter(|(client, _)| is_capable(client))
-                    .max_by_key(|&(&client, state)| {
-                        let latest_in_flight = self.in_flight.latest_of(client);
-                        (
-                            latest_in_flight.is_some(),
-                            latest_in_flight.unwrap_or(state.last_request),
-                            client,
-                        )
-                    })
-                    .map(|(&client, _)| client)
+                    .keys()
+                    .filter(|client| is_capable(client))
+                    .filter_map(|&client| Some((self.in_flight.latest_of(client)?, client)))
+                    .max()
+                    .map(|(_, client)| client)
+            })
+            .or_else(|| {
+                let mut capable = self
+                    .clients
+                    .keys()
+                    .copied()
+                    .filter(|client| is_capable(client));
+                capable.next().filter(|_| ready == 1)
             });
         let method = envelope.method().unwrap_or_default();
         let Some(client) = chosen else {
+            let anyone_capable = self.clients.keys().any(is_capable);
+            let why = if anyone_capable {
+                "no session that declared it has a request in flight that could have caused this"
+            } else {
+                "no connected session declared it"
+            };
             let refusal = error_response(
                 Some(&backend_id),
                 ErrorCode::METHOD_NOT_FOUND,
                 &format!(
-                    "no client connected to shoal can answer `{method}`: none declared the \
-                     `{capability}` capability"
+                    "shoal cannot route `{method}`: it needs the client capability `{}`, and {why}",
+                    need.capability()
                 ),
             );
             out.to_backend.push(refusal.into());
-            return;
+            return None;
         };
         let asked_id = self.mint_id();
         match envelope.rewrite(&[(Field::Id, &self.asked_id(asked_id))]) {
@@ -92,6 +197,7 @@ impl Router {
                 );
                 out.to_clients.push((client, rewritten.into()));
                 self.asked.insert(asked_id, client, backend_id);
+                Some(client)
             }
             Err(error) => {
                 let refusal = error_response(
@@ -100,7 +206,59 @@ impl Router {
                     &format!("shoal could not route `{method}`: {error}"),
                 );
                 out.to_backend.push(refusal.into());
+                None
             }
+        }
+    }
+
+    /// The backend answered `client`'s request with an error. If it is a
+    /// `URLElicitationRequiredError`, the elicitations it lists are that client's: their
+    /// completions go to it alone.
+    pub(super) fn note_required_elicitations(&mut self, client: ClientId, envelope: &Envelope) {
+        let line = envelope.line().as_bytes();
+        // Most errors are not this one: look for the code before parsing anything.
+        let code = elicitations::URL_ELICITATION_REQUIRED.to_string();
+        if !line
+            .windows(code.len())
+            .any(|window| window == code.as_bytes())
+        {
+            return;
+        }
+        let Ok(message) = serde_json::from_slice::<Value>(line) else {
+            return;
+        };
+        let Some(error) = message.get("error") else {
+            return;
+        };
+        if error.get("code").and_then(Value::as_i64) != Some(elicitations::URL_ELICITATION_REQUIRED)
+        {
+            return;
+        }
+        for elicitation in elicitations::required_ids(error) {
+            if !self.elicitations.insert(elicitation, client) {
+                tracing::warn!(
+                    "too many URL elicitations await completion; this one's completion will not \
+                     reach its client"
+                );
+            }
+        }
+    }
+
+    /// `notifications/elicitation/complete`: to the client the elicitation belongs to, alone.
+    pub(super) fn elicitation_complete(&mut self, envelope: &Envelope, out: &mut Outputs) {
+        let elicitation = serde_json::from_slice::<Value>(envelope.line().as_bytes())
+            .ok()
+            .and_then(|message| {
+                message
+                    .pointer("/params/elicitationId")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            });
+        match elicitation.and_then(|elicitation| self.elicitations.complete(&elicitation)) {
+            Some(client) => out
+                .to_clients
+                .push((client, envelope.line().clone().into())),
+            None => tracing::debug!("dropped the completion of an elicitation no session owns"),
         }
     }
 

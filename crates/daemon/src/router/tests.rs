@@ -7,8 +7,9 @@
 //!
 //! - `backend {capabilities}`: (first line only) the backend's initialize capabilities; `{}` by
 //!   default. The router starts with that backend initialized (initialize id 1);
-//! - `join N [sampling,elicitation]`: client N connects, initializes (declaring those
-//!   capabilities) and sends `notifications/initialized`; `attach N`: it only connects;
+//! - `join N [sampling,elicitation.url]`: client N connects, initializes (declaring those
+//!   capabilities; `a.b` declares `"a":{"b":{}}`) and sends `notifications/initialized`;
+//!   `attach N`: it only connects;
 //! - `N> {json}`: client N sends a line; `b> {json}`: the backend sends one;
 //! - `leave N`, `lost`, `start`, `unavailable`: client N disconnects; the backend process is
 //!   lost; a new one started; no backend will come.
@@ -98,17 +99,25 @@ fn check(script: &str, expected: &str) {
                 let number = client(number);
                 router.client_joined(number);
                 if verb == "join" {
-                    let capabilities: Vec<String> = declared
-                        .split(',')
-                        .filter(|name| !name.is_empty())
-                        .map(|name| format!(r#""{name}":{{}}"#))
-                        .collect();
+                    // `sampling.tools` declares `"sampling":{"tools":{}}`.
+                    let mut capabilities = serde_json::Map::new();
+                    for name in declared.split(',').filter(|name| !name.is_empty()) {
+                        let (head, mode) = name
+                            .split_once('.')
+                            .map_or((name, None), |(head, mode)| (head, Some(mode)));
+                        let entry = capabilities
+                            .entry(head)
+                            .or_insert_with(|| serde_json::json!({}));
+                        if let Some(mode) = mode {
+                            entry[mode] = serde_json::json!({});
+                        }
+                    }
                     let mut setup = Outputs::default();
                     router.client_line(
                         number,
                         line(&format!(
-                            r#"{{"jsonrpc":"2.0","id":"init","method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{{{}}},"clientInfo":{{"name":"c{number}","version":"1"}}}}}}"#,
-                            capabilities.join(",")
+                            r#"{{"jsonrpc":"2.0","id":"init","method":"initialize","params":{{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{{"name":"c{number}","version":"1"}}}}}}"#,
+                            serde_json::Value::Object(capabilities)
                         )),
                         &mut setup,
                     );
@@ -203,7 +212,7 @@ fn the_backend_is_initialized_once_and_held_messages_follow_the_replay() {
         1> {"jsonrpc":"2.0","method":"notifications/custom"}
         1> {"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}
         start
-          b< {"jsonrpc":"2.0","id":5,"method":"initialize","params":{"capabilities":{"elicitation":{},"roots":{},"sampling":{}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+          b< {"jsonrpc":"2.0","id":5,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
         b> {"jsonrpc":"2.0","id":5,"result":{"protocolVersion":"2025-11-25","capabilities":{"logging":{},"resources":{"subscribe":true}}}}
           b< {"jsonrpc":"2.0","method":"notifications/initialized"}
           b< {"jsonrpc":"2.0","id":6,"method":"logging/setLevel","params":{"level":"debug"}}
@@ -234,7 +243,7 @@ fn a_failed_initialize_is_signalled_and_nothing_is_released() {
         lost
         1> {"jsonrpc":"2.0","id":1,"method":"tools/list"}
         start
-          b< {"jsonrpc":"2.0","id":2,"method":"initialize","params":{"capabilities":{"elicitation":{},"roots":{},"sampling":{}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+          b< {"jsonrpc":"2.0","id":2,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
         b> {"jsonrpc":"2.0","id":2,"error":{"code":-32603,"message":"bad config"}}
           signal: InitializeFailed("bad config")
         "#,
@@ -584,6 +593,10 @@ fn a_server_request_goes_to_the_capable_client_with_the_latest_request_in_flight
         2> {"jsonrpc":"2.0","id":"shoal-test-5","result":{"again":true}}
         b> {"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{}}
         b> {"jsonrpc":"2.0","id":"x1","method":"something/else"}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+        b> {"jsonrpc":"2.0","id":"s2","method":"sampling/createMessage","params":{}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+        b> {"jsonrpc":"2.0","id":"s3","method":"sampling/createMessage","params":{}}
         "#,
         r#"
         join 1 sampling
@@ -602,9 +615,79 @@ fn a_server_request_goes_to_the_capable_client_with_the_latest_request_in_flight
           b< {"jsonrpc":"2.0","id":"s1","result":{"role":"assistant"}}
         2> {"jsonrpc":"2.0","id":"shoal-test-5","result":{"again":true}}
         b> {"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{}}
-          b< {"jsonrpc":"2.0","id":"e1","error":{"code":-32601,"message":"no client connected to shoal can answer `elicitation/create`: none declared the `elicitation` capability"}}
+          b< {"jsonrpc":"2.0","id":"e1","error":{"code":-32601,"message":"shoal cannot route `elicitation/create`: it needs the client capability `elicitation (form mode)`, and no connected session declared it"}}
         b> {"jsonrpc":"2.0","id":"x1","method":"something/else"}
           b< {"jsonrpc":"2.0","id":"x1","error":{"code":-32601,"message":"shoal does not route `something/else` requests to its clients"}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+          2< {"jsonrpc":"2.0","id":1,"result":{}}
+        b> {"jsonrpc":"2.0","id":"s2","method":"sampling/createMessage","params":{}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-6","method":"sampling/createMessage","params":{}}
+        b> {"jsonrpc":"2.0","id":2,"result":{}}
+          1< {"jsonrpc":"2.0","id":1,"result":{}}
+        b> {"jsonrpc":"2.0","id":"s3","method":"sampling/createMessage","params":{}}
+          b< {"jsonrpc":"2.0","id":"s3","error":{"code":-32601,"message":"shoal cannot route `sampling/createMessage`: it needs the client capability `sampling`, and no session that declared it has a request in flight that could have caused this"}}
+        "#,
+    );
+}
+
+#[test]
+fn a_server_request_goes_only_to_a_session_that_declared_what_it_needs() {
+    check(
+        r#"
+        join 1 elicitation,sampling
+        join 2 elicitation.url,sampling.tools
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+        b> {"jsonrpc":"2.0","id":"u1","method":"elicitation/create","params":{"mode":"url","elicitationId":"e-1","url":"https://example.com","message":"m"}}
+        b> {"jsonrpc":"2.0","id":"f1","method":"elicitation/create","params":{"message":"m","requestedSchema":{}}}
+        b> {"jsonrpc":"2.0","id":"t1","method":"sampling/createMessage","params":{"messages":[],"tools":[]}}
+        b> {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-1"}}
+        b> {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-1"}}
+        b> {"jsonrpc":"2.0","id":2,"error":{"code":-32042,"message":"needs a URL","data":{"elicitations":[{"mode":"url","elicitationId":"e-2","url":"https://example.com","message":"m"}]}}}
+        b> {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-2"}}
+        b> {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-3"}}
+        "#,
+        r#"
+        join 1 elicitation,sampling
+        join 2 elicitation.url,sampling.tools
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call"}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call"}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/call"}
+        b> {"jsonrpc":"2.0","id":"u1","method":"elicitation/create","params":{"mode":"url","elicitationId":"e-1","url":"https://example.com","message":"m"}}
+          2< {"jsonrpc":"2.0","id":"shoal-test-4","method":"elicitation/create","params":{"mode":"url","elicitationId":"e-1","url":"https://example.com","message":"m"}}
+        b> {"jsonrpc":"2.0","id":"f1","method":"elicitation/create","params":{"message":"m","requestedSchema":{}}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-5","method":"elicitation/create","params":{"message":"m","requestedSchema":{}}}
+        b> {"jsonrpc":"2.0","id":"t1","method":"sampling/createMessage","params":{"messages":[],"tools":[]}}
+          2< {"jsonrpc":"2.0","id":"shoal-test-6","method":"sampling/createMessage","params":{"messages":[],"tools":[]}}
+        b> {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-1"}}
+          2< {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-1"}}
+        b> {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-1"}}
+        b> {"jsonrpc":"2.0","id":2,"error":{"code":-32042,"message":"needs a URL","data":{"elicitations":[{"mode":"url","elicitationId":"e-2","url":"https://example.com","message":"m"}]}}}
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":-32042,"message":"needs a URL","data":{"elicitations":[{"mode":"url","elicitationId":"e-2","url":"https://example.com","message":"m"}]}}}
+        b> {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-2"}}
+          1< {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-2"}}
+        b> {"jsonrpc":"2.0","method":"notifications/elicitation/complete","params":{"elicitationId":"e-3"}}
+        "#,
+    );
+}
+
+#[test]
+fn a_session_alone_is_asked_even_with_nothing_in_flight() {
+    check(
+        r#"
+        join 1 sampling
+        b> {"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}
+        join 2
+        b> {"jsonrpc":"2.0","id":"s2","method":"sampling/createMessage","params":{}}
+        "#,
+        r#"
+        join 1 sampling
+        b> {"jsonrpc":"2.0","id":"s1","method":"sampling/createMessage","params":{}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-2","method":"sampling/createMessage","params":{}}
+        join 2
+        b> {"jsonrpc":"2.0","id":"s2","method":"sampling/createMessage","params":{}}
+          b< {"jsonrpc":"2.0","id":"s2","error":{"code":-32601,"message":"shoal cannot route `sampling/createMessage`: it needs the client capability `sampling`, and no session that declared it has a request in flight that could have caused this"}}
         "#,
     );
 }
