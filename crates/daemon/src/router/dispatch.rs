@@ -582,10 +582,8 @@ impl Router {
 
     /// The backend answered one of its requests: the one place a client's own id is restored.
     fn backend_answer(&mut self, envelope: &Envelope, out: &mut Outputs) {
-        let entry = envelope
-            .id()
-            .and_then(|id| id.as_str().parse::<u64>().ok())
-            .and_then(|backend_id| self.in_flight.finish(backend_id));
+        let backend_id = envelope.id().and_then(|id| id.as_str().parse::<u64>().ok());
+        let entry = backend_id.and_then(|backend_id| self.in_flight.finish(backend_id));
         let Some(entry) = entry else {
             if envelope.has_null_id() {
                 // A server's parse error: it could not read something it was sent, and cannot
@@ -611,11 +609,17 @@ impl Router {
                 self.subscription_answered(uri, answer, out);
             }
             (Hook::CreatesTask, true) => {
-                if let Owner::Client { client, .. } = entry.owner {
-                    self.tasks.created(client, envelope);
+                if let Owner::Client { client, .. } = &entry.owner {
+                    let progress = backend_id.zip(entry.token.clone());
+                    for status in self.tasks.created(*client, envelope, progress) {
+                        out.to_clients.push((*client, status.into()));
+                    }
                 }
             }
             _ => {}
+        }
+        if entry.hook == Hook::CreatesTask && !self.in_flight.creating_task() {
+            self.tasks.drop_held();
         }
         match entry.owner {
             Owner::Client { client, id } => {

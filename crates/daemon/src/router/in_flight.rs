@@ -135,6 +135,14 @@ impl InFlightTable {
         std::mem::take(&mut self.by_backend).into_values()
     }
 
+    /// Whether a task-creating request is at the backend: a status notification about a task
+    /// nobody owns yet may be about the task it creates.
+    pub(super) fn creating_task(&self) -> bool {
+        self.by_backend
+            .values()
+            .any(|entry| entry.hook == Hook::CreatesTask)
+    }
+
     /// Requests at the backend, of clients and of the daemon.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {

@@ -16,6 +16,7 @@ use super::dispatch::{Outputs, Router};
 use super::in_flight::{InFlight, Owner};
 use super::levels::Level;
 use super::lists::ListKind;
+use super::tasks;
 
 impl Router {
     pub(super) fn backend_notification(&mut self, envelope: &Envelope, out: &mut Outputs) {
@@ -48,9 +49,27 @@ impl Router {
             }
             "notifications/elicitation/complete" => self.elicitation_complete(envelope, out),
             "notifications/tasks/status" => {
-                if let Some(client) = self.tasks.owner_of_notification(envelope) {
-                    out.to_clients
-                        .push((client, envelope.line().clone().into()));
+                let Some(status) = tasks::status_of(envelope) else {
+                    return;
+                };
+                if status.terminal {
+                    self.tasks.ended(&status.task);
+                }
+                match self.tasks.owner(&status.task) {
+                    Some(Some(client)) => out
+                        .to_clients
+                        .push((client, envelope.line().clone().into())),
+                    // Its owner left: nobody else may hear of it.
+                    Some(None) => {}
+                    // Maybe about the task a request in flight is creating.
+                    None if self.in_flight.creating_task() => {
+                        self.tasks.hold_status(
+                            status.task,
+                            envelope.line().clone(),
+                            Instant::now(),
+                        );
+                    }
+                    None => {}
                 }
             }
             _ => {
@@ -77,11 +96,19 @@ impl Router {
         field: Field,
         out: &mut Outputs,
     ) {
-        let entry = key
-            .as_str()
-            .parse::<u64>()
-            .ok()
-            .and_then(|backend_id| self.in_flight.get(backend_id));
+        let backend_id = key.as_str().parse::<u64>().ok();
+        let entry = backend_id.and_then(|backend_id| self.in_flight.get(backend_id));
+        if entry.is_none()
+            && field == Field::ProgressToken
+            && let Some(task) = backend_id.and_then(|backend_id| self.tasks.progress(backend_id))
+        {
+            // Progress of a running task: its token outlived the creating request's answer.
+            match envelope.rewrite(&[(field, &task.token)]) {
+                Ok(rewritten) => out.to_clients.push((task.client, rewritten.into())),
+                Err(error) => tracing::debug!(%error, "could not map a task's progress"),
+            }
+            return;
+        }
         let Some(InFlight {
             owner: Owner::Client { client, id },
             token,

@@ -713,6 +713,48 @@ fn the_backend_withdrawing_a_request_reaches_the_client_under_its_id() {
 }
 
 #[test]
+fn a_tasks_early_status_waits_for_its_owner_and_its_progress_token_lives_until_it_ends() {
+    check(
+        r#"
+        backend {"tasks":{}}
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000},"_meta":{"progressToken":"p"}}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"working"}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"task":{"taskId":"T","status":"working"}}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"completed"}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":2}}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000}}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"U","status":"working"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32603,"message":"no task for you"}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"V","status":"working"}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000},"_meta":{"progressToken":"p"}}}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000},"_meta":{"progressToken":2}}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"working"}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"task":{"taskId":"T","status":"working"}}}
+          1< {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"working"}}
+          1< {"jsonrpc":"2.0","id":1,"result":{"task":{"taskId":"T","status":"working"}}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1}}
+          1< {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p","progress":1}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"completed"}}
+          1< {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"T","status":"completed"}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":2}}
+        2> {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000}}}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"slow","task":{"ttl":1000}}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"U","status":"working"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32603,"message":"no task for you"}}
+          2< {"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"no task for you"}}
+        b> {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"taskId":"V","status":"working"}}
+        "#,
+    );
+}
+
+#[test]
 fn tasks_belong_to_their_creator() {
     check(
         r#"
