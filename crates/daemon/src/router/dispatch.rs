@@ -372,8 +372,14 @@ impl Router {
     /// A request while the backend serves.
     fn route_request(&mut self, client: ClientId, id: Id, envelope: Envelope, out: &mut Outputs) {
         match envelope.method() {
-            Some(session::SUBSCRIBE) => self.subscribe(client, id, envelope, out),
-            Some(session::UNSUBSCRIBE) => self.unsubscribe(client, id, envelope, out),
+            // Counted only where the server has subscriptions; elsewhere it answers them itself
+            // (with -32601, typically), as it would directly.
+            Some(session::SUBSCRIBE) if self.backend_offers_subscriptions() => {
+                self.subscribe(client, id, envelope, out);
+            }
+            Some(session::UNSUBSCRIBE) if self.backend_offers_subscriptions() => {
+                self.unsubscribe(client, id, envelope, out);
+            }
             Some(session::SET_LEVEL) if self.backend_offers("logging") => {
                 self.set_level(client, &id, &envelope, out);
             }
@@ -665,6 +671,17 @@ impl Router {
                 .get("capabilities")
                 .and_then(|capabilities| capabilities.get(name))
                 .is_some(),
+            _ => false,
+        }
+    }
+
+    /// Whether the backend declared `resources.subscribe`.
+    fn backend_offers_subscriptions(&self) -> bool {
+        match &self.phase {
+            Phase::Ready { result } => result
+                .get("capabilities")
+                .and_then(|capabilities| capabilities.pointer("/resources/subscribe"))
+                .is_some_and(|subscribe| subscribe == &Value::Bool(true)),
             _ => false,
         }
     }

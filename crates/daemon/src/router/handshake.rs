@@ -28,7 +28,15 @@ use super::server_requests::ClientCapabilities;
 pub(super) const REQUESTED_PROTOCOL_VERSION: &str = "2025-11-25";
 
 /// Initialize-era protocol versions, oldest first. ISO dates, so they also compare as strings.
-const KNOWN_PROTOCOL_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+/// 2024-10-07 predates the first published revision, but the TypeScript SDK's servers (the
+/// reference servers among them) still accept it, so a client asking for it gets it directly.
+const KNOWN_PROTOCOL_VERSIONS: [&str; 5] = [
+    "2024-10-07",
+    "2024-11-05",
+    "2025-03-26",
+    "2025-06-18",
+    "2025-11-25",
+];
 
 /// The first version with tasks.
 const TASKS_PROTOCOL_VERSION: &str = "2025-11-25";

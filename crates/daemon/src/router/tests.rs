@@ -167,6 +167,7 @@ fn initialize_is_answered_from_the_cache_with_a_version_per_client() {
         1> {"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}
         1> {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2099-01-01","capabilities":{}}}
         1> {"jsonrpc":"2.0","id":2,"method":"initialize","params":{}}
+        1> {"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":"2024-10-07","capabilities":{}}}
         "#,
         r#"
         attach 1
@@ -176,6 +177,8 @@ fn initialize_is_answered_from_the_cache_with_a_version_per_client() {
           1< {"jsonrpc":"2.0","id":1,"result":{"capabilities":{"tasks":{},"tools":{}},"protocolVersion":"2025-11-25","serverInfo":{"name":"b","version":"1"}}}
         1> {"jsonrpc":"2.0","id":2,"method":"initialize","params":{}}
           1< {"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"initialize needs params.protocolVersion (a string)"}}
+        1> {"jsonrpc":"2.0","id":3,"method":"initialize","params":{"protocolVersion":"2024-10-07","capabilities":{}}}
+          1< {"jsonrpc":"2.0","id":3,"result":{"capabilities":{"tools":{}},"protocolVersion":"2024-10-07","serverInfo":{"name":"b","version":"1"}}}
         "#,
     );
 }
@@ -453,6 +456,33 @@ fn subscriptions_are_counted_per_uri_and_updates_go_to_subscribers() {
         leave 2
           b< {"jsonrpc":"2.0","id":4,"method":"resources/unsubscribe","params":{"uri":"a://x"}}
         b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        "#,
+    );
+}
+
+#[test]
+fn without_server_subscriptions_the_server_answers_subscribe_and_unsubscribe() {
+    check(
+        r#"
+        backend {"resources":{}}
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://1"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32601,"message":"Method not found"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{"uri":"a://1"}}
+        b> {"jsonrpc":"2.0","id":4,"error":{"code":-32601,"message":"Method not found"}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://1"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"a://1"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32601,"message":"Method not found"}}
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"resources/unsubscribe","params":{"uri":"a://1"}}
+          b< {"jsonrpc":"2.0","id":4,"method":"resources/unsubscribe","params":{"uri":"a://1"}}
+        b> {"jsonrpc":"2.0","id":4,"error":{"code":-32601,"message":"Method not found"}}
+          2< {"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"Method not found"}}
         "#,
     );
 }
