@@ -13,7 +13,9 @@
 mod proxy_util;
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -66,6 +68,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     (
         "messages_larger_than_the_socket_buffers_pass_both_ways",
         large_messages,
+    ),
+    (
+        "another_users_runtime_dir_is_reported_with_its_owner",
+        another_users_runtime_dir,
     ),
     ("help", help),
 ];
@@ -613,6 +619,52 @@ fn server_requests_held_across_a_daemon_kill() {
 
 /// The fallback: with an unusable runtime dir (a regular file; a directory writable by others),
 /// the proxy says why and runs the server directly, which answers; with --no-fallback it exits 1.
+/// A runtime dir that another user created first (0700, theirs) makes `connect` fail with
+/// EACCES; the proxy names the directory and its owner instead of blaming a sandbox. As root the
+/// proxy runs as `nobody` against a root-owned dir; otherwise `/root` is the other user's dir.
+fn another_users_runtime_dir() {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let scratch = Scratch::new("foreign");
+    let mut args = scratch.proxy_args(&["--no-fallback"], &scratch.server(&[]));
+    // The project root must be reachable by whoever runs the proxy.
+    args[2] = "/tmp".into();
+    let mut command = Command::new(SHOAL);
+    command
+        .args(&args)
+        .env_remove("SHOAL_LOG")
+        .stdin(Stdio::piped());
+    let (runtime_dir, owner, us) = if nix::unistd::geteuid().is_root() {
+        std::fs::create_dir(&scratch.runtime_dir).unwrap();
+        std::fs::set_permissions(&scratch.runtime_dir, std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        command.uid(65534).gid(65534);
+        (scratch.runtime_dir.clone(), 0, 65534)
+    } else {
+        let root = PathBuf::from("/root");
+        let metadata = std::fs::metadata(&root).expect("/root exists");
+        assert!(
+            metadata.uid() == 0 && metadata.mode() & 0o077 == 0,
+            "this test needs root, or a private /root to stand for another user's dir"
+        );
+        (root, 0, nix::unistd::geteuid().as_raw())
+    };
+    command.env("SHOAL_RUNTIME_DIR", &runtime_dir);
+    let stderr_path = scratch.file("foreign.stderr");
+    command.stderr(File::create(&stderr_path).unwrap());
+    let mut child = command.spawn().unwrap();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(1));
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "use {}: it belongs to uid {owner}, not to you (uid {us})",
+            runtime_dir.display()
+        )) && stderr.contains("SHOAL_RUNTIME_DIR"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sandbox"), "{stderr}");
+}
+
 fn fallback_when_the_runtime_dir_is_unusable() {
     for unusable in ["file", "mode 0777"] {
         let scratch = Scratch::new("fallback");

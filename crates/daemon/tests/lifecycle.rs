@@ -17,7 +17,7 @@ mod util;
 use std::io::Read as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -826,21 +826,23 @@ fn connection_from_another_uid_is_rejected() {
     assert_eq!(daemon.wait_exit(WAIT), Some(0));
 }
 
-/// Scenario 24: a deep project root and a runtime dir resolved from a long `$XDG_RUNTIME_DIR`
-/// still give short socket paths, and the daemon works.
+/// Scenario 24: a deep project root and a long `$SHOAL_RUNTIME_DIR` still give short socket
+/// paths (the long dir is passed over for the default), and the daemon works.
 fn long_runtime_dir_and_root_still_work() {
     let scratch = Scratch::new("long");
     let deep_root = scratch.root.join("d".repeat(200)).join("e".repeat(200));
     std::fs::create_dir_all(&deep_root).unwrap();
-    let long_xdg = scratch.base.join("x".repeat(150));
+    let long = scratch.base.join("x".repeat(150));
+    let uid = nix::unistd::geteuid();
     let (runtime_dir, _) = shoal_ipc::resolve_runtime_dir(
-        |name| (name == "XDG_RUNTIME_DIR").then(|| long_xdg.clone().into_os_string()),
-        nix::unistd::geteuid().as_raw(),
+        |name| (name == "SHOAL_RUNTIME_DIR").then(|| long.clone().into_os_string()),
+        uid.as_raw(),
     );
-    assert_eq!(
-        runtime_dir,
-        Path::new(&format!("/tmp/shoal-{}", nix::unistd::geteuid()))
-    );
+    let defaults = [
+        PathBuf::from(format!("/run/user/{uid}/shoal")),
+        PathBuf::from(format!("/tmp/shoal-{uid}")),
+    ];
+    assert!(defaults.contains(&runtime_dir), "{}", runtime_dir.display());
     let mut spec = DaemonSpec::fixture(&scratch, &[]);
     spec.root = deep_root;
     spec.runtime_dir = runtime_dir.clone();

@@ -27,19 +27,24 @@ pub const MAX_SOCKET_PATH: usize = 100;
 pub enum RuntimeDirSource {
     /// `$SHOAL_RUNTIME_DIR`, used as is.
     ShoalRuntimeDir,
-    /// `$XDG_RUNTIME_DIR/shoal`.
-    XdgRuntimeDir,
-    /// `/tmp/shoal-<uid>`: no runtime dir was configured, or the configured one would make socket
-    /// paths too long.
+    /// `/run/user/<uid>/shoal`: the user's runtime directory exists and is private.
+    UserRuntimeDir,
+    /// `/tmp/shoal-<uid>`: the user has no private runtime directory, or `$SHOAL_RUNTIME_DIR`
+    /// would make socket paths too long.
     Tmp,
 }
 
-/// Pick the runtime directory from the environment, in order: `$SHOAL_RUNTIME_DIR`,
-/// `$XDG_RUNTIME_DIR/shoal`, `/tmp/shoal-<uid>`.
+/// Pick the runtime directory, in order: `$SHOAL_RUNTIME_DIR`; `/run/user/<uid>/shoal` when
+/// `/run/user/<uid>` is a directory owned by `uid` and closed to everyone else (what logind
+/// creates at login); `/tmp/shoal-<uid>`.
 ///
-/// A candidate whose socket paths would exceed [`MAX_SOCKET_PATH`] is passed over for the next one
-/// (a deep `$XDG_RUNTIME_DIR` must never surface as ENAMETOOLONG); `/tmp/shoal-<uid>` always fits.
-/// Empty or relative values are ignored, as the XDG base directory specification requires.
+/// `$XDG_RUNTIME_DIR` is deliberately not read: hosts pass their servers different environments
+/// (Codex CLI keeps only a fixed list of variables), and a runtime directory that depends on one
+/// would give two hosts of one project two daemons. The default depends on the uid alone.
+///
+/// A `$SHOAL_RUNTIME_DIR` whose socket paths would exceed [`MAX_SOCKET_PATH`] is passed over for
+/// the next candidate (it must never surface as ENAMETOOLONG); the others always fit. Empty or
+/// relative values are ignored.
 ///
 /// `var` reads an environment variable; tests pass a closure instead of mutating the process
 /// environment.
@@ -47,22 +52,36 @@ pub fn resolve_runtime_dir(
     var: impl Fn(&str) -> Option<OsString>,
     uid: u32,
 ) -> (PathBuf, RuntimeDirSource) {
-    let usable = |path: PathBuf| path.is_absolute() && socket_fits(&path);
+    resolve(var, uid, |dir| is_private_dir_of(dir, uid))
+}
+
+fn resolve(
+    var: impl Fn(&str) -> Option<OsString>,
+    uid: u32,
+    is_private: impl Fn(&Path) -> bool,
+) -> (PathBuf, RuntimeDirSource) {
     if let Some(dir) = var("SHOAL_RUNTIME_DIR").map(PathBuf::from)
-        && usable(dir.clone())
+        && dir.is_absolute()
+        && socket_fits(&dir)
     {
         return (dir, RuntimeDirSource::ShoalRuntimeDir);
     }
-    if let Some(xdg) = var("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        let dir = xdg.join("shoal");
-        if usable(dir.clone()) {
-            return (dir, RuntimeDirSource::XdgRuntimeDir);
-        }
+    let user_dir = PathBuf::from(format!("/run/user/{uid}"));
+    if is_private(&user_dir) {
+        return (user_dir.join("shoal"), RuntimeDirSource::UserRuntimeDir);
     }
     (
         PathBuf::from(format!("/tmp/shoal-{uid}")),
         RuntimeDirSource::Tmp,
     )
+}
+
+/// Whether `dir` is a directory (not a symlink) owned by `uid` with no access for group or others.
+fn is_private_dir_of(dir: &Path, uid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(dir).is_ok_and(|metadata| {
+        metadata.is_dir() && metadata.uid() == uid && metadata.mode() & 0o077 == 0
+    })
 }
 
 /// The files of one daemon key.
@@ -140,47 +159,91 @@ fn socket_fits(runtime_dir: &Path) -> bool {
 mod tests {
     use super::*;
 
-    fn check(vars: &[(&str, &str)], expected: (&str, RuntimeDirSource)) {
+    fn check(vars: &[(&str, &str)], user_dir: bool, expected: (&str, RuntimeDirSource)) {
         let lookup = |name: &str| {
             vars.iter()
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| OsString::from(value))
         };
-        let (dir, source) = resolve_runtime_dir(lookup, 1000);
+        let (dir, source) = resolve(lookup, 1000, |dir| {
+            assert_eq!(dir, Path::new("/run/user/1000"));
+            user_dir
+        });
         assert_eq!((dir.to_str().unwrap(), source), expected, "vars: {vars:?}");
     }
 
     #[test]
     fn resolution_order() {
         use RuntimeDirSource::*;
-        check(&[], ("/tmp/shoal-1000", Tmp));
+        check(&[], false, ("/tmp/shoal-1000", Tmp));
+        check(&[], true, ("/run/user/1000/shoal", UserRuntimeDir));
         check(
-            &[("XDG_RUNTIME_DIR", "/run/user/1000")],
-            ("/run/user/1000/shoal", XdgRuntimeDir),
+            &[("XDG_RUNTIME_DIR", "/elsewhere")],
+            false,
+            ("/tmp/shoal-1000", Tmp),
         );
         check(
-            &[
-                ("XDG_RUNTIME_DIR", "/run/user/1000"),
-                ("SHOAL_RUNTIME_DIR", "/x/rt"),
-            ],
+            &[("SHOAL_RUNTIME_DIR", "/x/rt")],
+            true,
             ("/x/rt", ShoalRuntimeDir),
         );
         // Relative and empty values are ignored.
         check(
-            &[("XDG_RUNTIME_DIR", "run/user"), ("SHOAL_RUNTIME_DIR", "")],
+            &[("SHOAL_RUNTIME_DIR", "")],
+            true,
+            ("/run/user/1000/shoal", UserRuntimeDir),
+        );
+        check(
+            &[("SHOAL_RUNTIME_DIR", "rt")],
+            false,
             ("/tmp/shoal-1000", Tmp),
         );
     }
 
     #[test]
-    fn long_runtime_dirs_fall_back_to_tmp() {
+    fn a_long_shoal_runtime_dir_is_passed_over() {
         use RuntimeDirSource::*;
         let long = format!("/home/{}", "d".repeat(120));
-        check(&[("XDG_RUNTIME_DIR", &long)], ("/tmp/shoal-1000", Tmp));
         check(
-            &[("SHOAL_RUNTIME_DIR", &long), ("XDG_RUNTIME_DIR", "/run/u")],
-            ("/run/u/shoal", XdgRuntimeDir),
+            &[("SHOAL_RUNTIME_DIR", &long)],
+            false,
+            ("/tmp/shoal-1000", Tmp),
         );
+        check(
+            &[("SHOAL_RUNTIME_DIR", &long)],
+            true,
+            ("/run/user/1000/shoal", UserRuntimeDir),
+        );
+    }
+
+    #[test]
+    fn only_a_private_directory_of_the_user_is_theirs() {
+        use std::os::unix::fs::PermissionsExt;
+        let scratch =
+            std::env::temp_dir().join(format!("shoal-ipc-private-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir(&scratch).unwrap();
+        // Ours: we just created it.
+        let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&scratch).unwrap());
+        let set_mode = |mode| {
+            std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        set_mode(0o700);
+        assert!(is_private_dir_of(&scratch, uid));
+        assert!(
+            !is_private_dir_of(&scratch, uid.wrapping_add(1)),
+            "another user's"
+        );
+        set_mode(0o750);
+        assert!(!is_private_dir_of(&scratch, uid), "open to the group");
+        set_mode(0o700);
+        let link = scratch.with_extension("link");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&scratch, &link).unwrap();
+        assert!(!is_private_dir_of(&link, uid), "a symlink");
+        assert!(!is_private_dir_of(&scratch.join("missing"), uid));
+        std::fs::remove_file(&link).unwrap();
+        std::fs::remove_dir(&scratch).unwrap();
     }
 
     #[test]

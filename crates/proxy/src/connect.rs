@@ -19,7 +19,7 @@
 //! re-check.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shoal_lockfile::PersistentLock;
@@ -129,7 +129,7 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
     let path = &config.files.socket;
     let stream = match connect(path).await {
         Ok(stream) => stream,
-        Err(error) => return classify_connect_error(path, error),
+        Err(error) => return classify_connect_error(config, error),
     };
     let unusable = |detail: String| {
         Attempt::Failed(StartError::Unusable {
@@ -214,9 +214,18 @@ async fn connect(path: &Path) -> io::Result<UnixStream> {
     }
 }
 
-fn classify_connect_error(path: &Path, error: io::Error) -> Attempt {
+fn classify_connect_error(config: &ProxyConfig, error: io::Error) -> Attempt {
     use nix::libc;
+    let path = &config.files.socket;
     match error.raw_os_error() {
+        // A directory on the way that another user owns: say whose it is, not "a sandbox".
+        Some(libc::EACCES | libc::EPERM) if let Some((dir, owner)) = foreign_dir(config) => {
+            Attempt::Failed(StartError::NotOurs {
+                path: dir,
+                owner,
+                uid: nix::unistd::geteuid().as_raw(),
+            })
+        }
         // The socket cannot be used at all here: a sandbox without Unix sockets, or a path we
         // may not reach. Starting a daemon would not help.
         Some(libc::EACCES | libc::EPERM | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT) => {
@@ -229,4 +238,17 @@ fn classify_connect_error(path: &Path, error: io::Error) -> Attempt {
         // a still-full backlog...: a starting daemon replaces the path under its lock.
         _ => Attempt::Absent(format!("connect to {}: {error}", path.display())),
     }
+}
+
+/// The first of the runtime dir and the key dir that exists and belongs to another user, with
+/// its owner.
+fn foreign_dir(config: &ProxyConfig) -> Option<(PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let uid = nix::unistd::geteuid().as_raw();
+    [&config.runtime_dir, &config.files.dir]
+        .into_iter()
+        .find_map(|dir| {
+            let owner = std::fs::symlink_metadata(dir).ok()?.uid();
+            (owner != uid).then(|| (dir.clone(), owner))
+        })
 }

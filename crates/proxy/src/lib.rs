@@ -155,6 +155,21 @@ pub enum StartError {
     /// `spawn.lock` could not be taken (in time).
     #[error("take the spawn lock")]
     SpawnLock(#[source] shoal_lockfile::Error),
+    /// A directory the daemon's files live in belongs to another user, who created it first.
+    #[error(
+        "use {}: it belongs to uid {owner}, not to you (uid {uid}), so no daemon of yours can \
+         live there; remove it (as its owner or root) or set SHOAL_RUNTIME_DIR to a directory of \
+         your own",
+        path.display()
+    )]
+    NotOurs {
+        /// The directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our effective uid.
+        uid: u32,
+    },
     /// The socket cannot be used here (a sandbox forbids Unix sockets, permission denied).
     #[error(
         "connect to {} (Unix sockets seem forbidden here: a sandbox?)",
