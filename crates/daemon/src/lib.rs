@@ -19,6 +19,8 @@ mod ownership;
 mod reaper;
 mod router;
 mod run;
+#[cfg(test)]
+mod scratch;
 mod signals;
 
 pub use backend::{BackendCommand, StopOutcome};

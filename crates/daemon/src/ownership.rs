@@ -216,19 +216,8 @@ fn holder_pid(holder: &Option<Box<Record>>) -> String {
 mod tests {
     use super::*;
 
-    fn scratch_runtime_dir(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!(
-            "shoal-own-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .subsec_nanos()
-        ))
-    }
-
-    fn setup(name: &str) -> (PathBuf, DaemonPaths) {
-        let runtime_dir = scratch_runtime_dir(name);
+    fn setup(name: &str) -> (crate::scratch::ScratchDir, DaemonPaths) {
+        let runtime_dir = crate::scratch::ScratchDir::new("shoal-own", name);
         let paths = DaemonPaths::in_dir(runtime_dir.join("00112233aabbccdd"));
         (runtime_dir, paths)
     }

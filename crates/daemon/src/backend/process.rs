@@ -366,15 +366,8 @@ mod tests {
         }
     }
 
-    fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "shoal-daemon-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
+    fn scratch_dir(name: &str) -> crate::scratch::ScratchDir {
+        let dir = crate::scratch::ScratchDir::new("shoal-daemon", name);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
@@ -514,7 +507,7 @@ mod tests {
         let dir = scratch_dir("missing");
         let empty = BackendCommand {
             argv: vec![],
-            cwd: dir.clone(),
+            cwd: dir.to_path_buf(),
             env: vec![],
         };
         assert_eq!(
@@ -525,7 +518,7 @@ mod tests {
         );
         let missing = BackendCommand {
             argv: vec!["shoal-no-such-server".into()],
-            cwd: dir,
+            cwd: dir.to_path_buf(),
             env: vec![],
         };
         assert_eq!(
