@@ -14,6 +14,8 @@ mod proxy_util;
 
 use std::ffi::OsString;
 use std::fs::File;
+use std::io::Write as _;
+use std::os::fd::AsFd as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -70,6 +72,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         large_messages,
     ),
     (
+        "a_proxy_blocked_writing_to_a_host_that_does_not_read_still_stops",
+        blocked_write_still_stops,
+    ),
+    (
         "another_users_runtime_dir_is_reported_with_its_owner",
         another_users_runtime_dir,
     ),
@@ -109,6 +115,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("host") {
         return proxy_util::host_main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("host-inherit") {
+        return proxy_util::host_inherit_main(&args[1..]);
     }
     // One at a time: scenario 13 alone runs ~66 processes on a 2-core machine.
     // The fault scenarios repeat when asked to, and each round needs its own time.
@@ -619,6 +628,69 @@ fn server_requests_held_across_a_daemon_kill() {
 
 /// The fallback: with an unusable runtime dir (a regular file; a directory writable by others),
 /// the proxy says why and runs the server directly, which answers; with --no-fallback it exits 1.
+/// A host that stopped reading its stdout (the pipe full, a 1 MiB result half written) must not
+/// make its proxy deaf: a SIGTERM still ends it (at the drain bound), and so does its host's
+/// death while someone else still holds the pipe. Each case is a few rounds.
+fn blocked_write_still_stops() {
+    for round in 0..4 {
+        let by_sigterm = round % 2 == 0;
+        let scratch = Scratch::new("blocked");
+        let server = scratch.server(&[]);
+        let (stdout_read, stdout_write) = std::io::pipe().unwrap();
+        // The smallest pipe the kernel allows: full after a few KiB of the result.
+        nix::fcntl::fcntl(&stdout_write, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
+        let probe = stdout_write.try_clone().unwrap();
+        let pid_file = scratch.file("proxy.pid");
+        let mut host = Command::new(std::env::current_exe().unwrap())
+            .arg("host-inherit")
+            .arg(&pid_file)
+            .args(scratch.proxy_args(&[], &server))
+            .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
+            .env_remove("SHOAL_LOG")
+            .stdin(Stdio::piped())
+            .stdout(stdout_write)
+            .stderr(File::create(scratch.file("host.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let proxy = shoal_testkit::process::read_pid_file(&pid_file, WAIT).unwrap();
+        let input = host.stdin.as_mut().unwrap();
+        for message in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-11-25", "capabilities": {},
+                "clientInfo": {"name": "deaf", "version": "1"}}}),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                "params": {"name": "big", "arguments": {"bytes": 1 << 20}}}),
+        ] {
+            writeln!(input, "{message}").unwrap();
+        }
+        wait_until("the proxy fills the host's pipe", WAIT, || {
+            let mut fds = [nix::poll::PollFd::new(
+                probe.as_fd(),
+                nix::poll::PollFlags::POLLOUT,
+            )];
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap() == 0
+        });
+        if by_sigterm {
+            shoal_testkit::process::terminate(proxy).unwrap();
+        } else {
+            host.kill().unwrap();
+            host.wait().unwrap();
+        }
+        let how = if by_sigterm {
+            "SIGTERM"
+        } else {
+            "its host's death"
+        };
+        wait_until(&format!("the blocked proxy stops on {how}"), WAIT, || {
+            !is_alive(proxy)
+        });
+        let _ = host.kill();
+        let _ = host.wait();
+        drop(stdout_read);
+    }
+}
+
 /// A runtime dir that another user created first (0700, theirs) makes `connect` fail with
 /// EACCES; the proxy names the directory and its owner instead of blaming a sandbox. As root the
 /// proxy runs as `nobody` against a root-owned dir; otherwise `/root` is the other user's dir.

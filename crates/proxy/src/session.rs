@@ -18,6 +18,11 @@
 //! host cannot tell a reconnect from a slow answer, except by the errors for what was in flight.
 //! Exits: stdin EOF (or SIGTERM) → stop reading, wait for owed answers up to `drain`, exit 0;
 //! host gone (watchdog, or a broken stdout) → exit 0 at once.
+//!
+//! Signals and the host's death are watched by their own future ([`watch_for_stops`]), polled
+//! beside the event loop and published on a `watch` channel, so that they are seen even while the
+//! loop waits on a write to a host that stopped reading: such a write gives up at the drain
+//! bound after a SIGTERM, and at once on a second SIGTERM or the host's death.
 
 use std::collections::VecDeque;
 use std::future::{Future, pending};
@@ -28,7 +33,8 @@ use std::time::Duration;
 use shoal_wire::{
     Envelope, ErrorCode, Kind, Line, LineCodec, LineError, Validation, error_response,
 };
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
@@ -60,14 +66,26 @@ const RECONNECTING_MESSAGE: &str = "shoal is reconnecting to the shared MCP serv
 const EXITING_MESSAGE: &str = "the shoal proxy is exiting (its input was closed) before this \
     request was answered";
 
-/// The host cannot be written to any more: it is gone.
+/// The host cannot be written to any more: it is gone, or the proxy must stop waiting for it.
 struct HostGone;
+
+/// What the signals and the watchdog ask of the event loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    Running,
+    /// SIGTERM: stop reading, deliver what is owed until `until`, then exit.
+    Draining {
+        until: Instant,
+    },
+    /// Exit now: the host is gone, or a second SIGTERM.
+    Now(Outcome),
+}
 
 type Reconnect = Pin<Box<dyn Future<Output = Result<Connection, StartError>>>>;
 
 /// Find or start the daemon, then serve until an exit; see the module docs.
 pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outcome, Error> {
-    let mut sigterm = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
+    let sigterm = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
     // SIGTERM is handled now, and the host's death is watched by `parent_gone` below: from here
     // on a SIGTERM always means "stop" (see `ParentWatch::disarm_death_signal`).
     watch.disarm_death_signal();
@@ -77,8 +95,12 @@ pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outc
     let config = Arc::new(config);
     let first = find_or_start(&config, host_pid).await?;
     tracing::debug!(daemon_pid = first.pid, "connected");
+    let (stops, stop) = watch::channel(Stop::Running);
     let mut session = Session {
-        config,
+        stop_for_writes: stop.clone(),
+        stop,
+        drain_deadline: None,
+        config: Arc::clone(&config),
         host_pid,
         ledger: Ledger::new(),
         stdout: HostOutput::open(),
@@ -89,10 +111,59 @@ pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outc
         last_restored: None,
         loss_backoff: FIRST_LOSS_BACKOFF,
     };
-    session.serve(first, watch, &mut sigterm).await
+    tokio::select! {
+        outcome = session.serve(first) => outcome,
+        never = watch_for_stops(sigterm, watch, config.tuning.drain, stops) => match never {},
+    }
+}
+
+/// Turn SIGTERM and the host's death into [`Stop`]s, for as long as the proxy runs.
+async fn watch_for_stops(
+    mut sigterm: Signal,
+    watch: &ParentWatch,
+    drain: Duration,
+    stops: watch::Sender<Stop>,
+) -> std::convert::Infallible {
+    let parent_gone = watch.parent_gone();
+    tokio::pin!(parent_gone);
+    let mut host_gone = false;
+    loop {
+        tokio::select! {
+            gone = &mut parent_gone, if !host_gone => {
+                tracing::info!(?gone, "the host is gone; exiting");
+                host_gone = true;
+                stops.send_replace(Stop::Now(Outcome::HostGone));
+            }
+            received = sigterm.recv() => {
+                if received.is_none() {
+                    // No more signals can arrive; only the host's death is left to watch.
+                    pending::<()>().await;
+                }
+                let next = if watch.parent_is_gone() {
+                    tracing::info!("SIGTERM: the host is gone; exiting");
+                    Stop::Now(Outcome::HostGone)
+                } else if *stops.borrow() == Stop::Running {
+                    tracing::info!("SIGTERM: finishing the requests in flight, then exiting");
+                    Stop::Draining { until: Instant::now() + drain }
+                } else {
+                    tracing::info!("second SIGTERM: exiting without waiting for answers");
+                    Stop::Now(Outcome::Terminated)
+                };
+                if !matches!(*stops.borrow(), Stop::Now(_)) {
+                    stops.send_replace(next);
+                }
+            }
+        }
+    }
 }
 
 struct Session {
+    /// Stops, as the event loop sees them.
+    stop: watch::Receiver<Stop>,
+    /// The same, as a blocked host write sees them (each receiver marks changes seen on its own).
+    stop_for_writes: watch::Receiver<Stop>,
+    /// When the proxy stops waiting for owed answers (after stdin EOF or SIGTERM).
+    drain_deadline: Option<Instant>,
     config: Arc<ProxyConfig>,
     host_pid: Option<u32>,
     ledger: Ledger,
@@ -109,20 +180,12 @@ struct Session {
 }
 
 impl Session {
-    async fn serve(
-        &mut self,
-        first: Connection,
-        watch: &ParentWatch,
-        sigterm: &mut tokio::signal::unix::Signal,
-    ) -> Result<Outcome, Error> {
+    async fn serve(&mut self, first: Connection) -> Result<Outcome, Error> {
         let mut stdin = FramedRead::new(HostInput::open(), LineCodec::new());
         let mut connection = Some(first);
         let mut reconnect: Option<Reconnect> = None;
         let mut reading = true;
         let mut terminated = false;
-        let mut drain_deadline: Option<Instant> = None;
-        let parent_gone = watch.parent_gone();
-        tokio::pin!(parent_gone);
         loop {
             if connection.is_none() && reconnect.is_none() {
                 if self.lost().await.is_err() {
@@ -140,24 +203,21 @@ impl Session {
             let patience = self
                 .queued_since
                 .map(|since| since + self.config.tuning.queue_patience);
+            let drain_deadline = self.drain_deadline;
             let step = tokio::select! {
-                gone = &mut parent_gone => {
-                    tracing::info!(?gone, "the host is gone; exiting");
-                    return Ok(Outcome::HostGone);
-                }
-                _ = sigterm.recv() => {
-                    if watch.parent_is_gone() {
-                        tracing::info!("SIGTERM: the host is gone; exiting");
-                        return Ok(Outcome::HostGone);
+                changed = self.stop.changed() => {
+                    // The sender lives as long as this loop is polled.
+                    debug_assert!(changed.is_ok());
+                    let stop = *self.stop.borrow_and_update();
+                    match stop {
+                        Stop::Now(outcome) => return Ok(outcome),
+                        Stop::Draining { until } => {
+                            terminated = true;
+                            reading = false;
+                            self.drain_at(until);
+                        }
+                        Stop::Running => {}
                     }
-                    if terminated {
-                        tracing::info!("second SIGTERM: exiting without waiting for answers");
-                        return Ok(Outcome::Terminated);
-                    }
-                    tracing::info!("SIGTERM: finishing the requests in flight, then exiting");
-                    terminated = true;
-                    reading = false;
-                    drain_deadline = Some(Instant::now() + self.config.tuning.drain);
                     Ok(())
                 }
                 item = next_line(&mut stdin), if reading => match item {
@@ -166,7 +226,7 @@ impl Session {
                     None | Some(Err(_)) => {
                         tracing::debug!("stdin closed; finishing the requests in flight");
                         reading = false;
-                        drain_deadline = Some(Instant::now() + self.config.tuning.drain);
+                        self.drain_at(Instant::now() + self.config.tuning.drain);
                         Ok(())
                     }
                 },
@@ -206,9 +266,18 @@ impl Session {
                 }
             };
             if step.is_err() {
-                return Ok(Outcome::HostGone);
+                return Ok(match *self.stop.borrow() {
+                    Stop::Now(outcome) => outcome,
+                    _ if terminated => Outcome::Terminated,
+                    _ => Outcome::HostGone,
+                });
             }
         }
+    }
+
+    /// Stop waiting for owed answers at `until`, or earlier if already set so.
+    fn drain_at(&mut self, until: Instant) {
+        self.drain_deadline = Some(self.drain_deadline.map_or(until, |set| set.min(until)));
     }
 
     /// A line from the host: to the daemon, or to the queue while reconnecting.
@@ -388,12 +457,41 @@ impl Session {
         Ok(())
     }
 
-    /// Write one whole line to the host. A failure means the host is gone (EPIPE).
+    /// Write one whole line to the host. A failure means the host is gone (EPIPE), or that the
+    /// proxy must stop waiting for a host that does not read: its death, a second SIGTERM, or
+    /// the drain bound passing while the write is blocked. A line abandoned then may be torn;
+    /// the proxy exits right after, so the host sees it end at EOF.
     async fn write_host(&mut self, line: &Line) -> Result<(), HostGone> {
-        write_line(&mut self.stdout, line).await.map_err(|error| {
-            tracing::info!(%error, "cannot write to the host; it is gone");
-            HostGone
-        })
+        let write = write_line(&mut self.stdout, line);
+        tokio::pin!(write);
+        loop {
+            let give_up_at = match *self.stop_for_writes.borrow_and_update() {
+                Stop::Now(_) => return Err(HostGone),
+                Stop::Draining { until } => Some(
+                    self.drain_deadline
+                        .map_or(until, |deadline| deadline.min(until)),
+                ),
+                Stop::Running => self.drain_deadline,
+            };
+            tokio::select! {
+                biased;
+                written = &mut write => {
+                    return written.map_err(|error| {
+                        tracing::info!(%error, "cannot write to the host; it is gone");
+                        HostGone
+                    });
+                }
+                changed = self.stop_for_writes.changed() => {
+                    debug_assert!(changed.is_ok());
+                }
+                () = sleep_until(give_up_at) => {
+                    tracing::info!(
+                        "the host has not read its output within the drain bound; exiting"
+                    );
+                    return Err(HostGone);
+                }
+            }
+        }
     }
 }
 

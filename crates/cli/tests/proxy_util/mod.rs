@@ -334,6 +334,22 @@ impl Drop for Host {
     }
 }
 
+/// `host-inherit <pid file> <shoal args...>`: spawn `shoal <args>` with our stdin and stdout (so
+/// that whoever holds our stdout decides whether the proxy's writes go anywhere), write its pid
+/// to the file, then wait to be killed.
+pub(crate) fn host_inherit_main(args: &[String]) -> ExitCode {
+    let (pid_file, args) = args.split_first().expect("host-inherit <pid file> <args>");
+    let mut proxy = Command::new(SHOAL)
+        .args(args)
+        .spawn()
+        .expect("spawn shoal proxy");
+    std::fs::write(pid_file, proxy.id().to_string()).expect("write the pid file");
+    // Reap the proxy when it exits (so that it is not a zombie), then wait to be killed.
+    let _ = proxy.wait();
+    std::thread::sleep(Duration::from_secs(600));
+    ExitCode::SUCCESS
+}
+
 /// `host <shoal args...>`: spawn `shoal <args>` with our stdin, relay its stdout to ours after a
 /// `proxy <pid>` line, then wait to be killed.
 pub(crate) fn host_main(args: &[String]) -> ExitCode {
