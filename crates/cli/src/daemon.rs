@@ -25,9 +25,21 @@ pub(crate) struct DaemonArgs {
     /// Write the one-line readiness message to this inherited file descriptor, then close it
     #[arg(long, value_name = "FD")]
     ready_fd: Option<RawFd>,
+
+    /// Fork at once and let the started process exit, so that the daemon is nobody's child (what
+    /// `shoal proxy` asks for: a host that kills its servers' process tree must not reach it)
+    #[arg(long, hide = true)]
+    detach: bool,
 }
 
 pub(crate) fn run(args: DaemonArgs) -> ExitCode {
+    // First: the fork is only safe while this process has a single thread.
+    if args.detach
+        && let Err(error) = shoal_daemon::detach()
+    {
+        crate::report(&anyhow::Error::new(error));
+        return ExitCode::from(exit::FAILURE);
+    }
     let config = match config(&args) {
         Ok(config) => config,
         Err(error) => {

@@ -115,6 +115,7 @@ fn config(args: &ProxyArgs, program: PathBuf, watch: &ParentWatch) -> anyhow::Re
 
     let mut daemon_args: Vec<OsString> = vec![
         "daemon".into(),
+        "--detach".into(),
         "--ready-fd".into(),
         shoal_proxy::READY_FD.to_string().into(),
         "--root".into(),

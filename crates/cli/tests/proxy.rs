@@ -72,6 +72,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         large_messages,
     ),
     (
+        "a_host_that_kills_its_proxys_process_tree_leaves_the_shared_daemon_alone",
+        process_tree_kill_spares_the_daemon,
+    ),
+    (
         "a_proxy_blocked_writing_to_a_host_that_does_not_read_still_stops",
         blocked_write_still_stops,
     ),
@@ -628,6 +632,70 @@ fn server_requests_held_across_a_daemon_kill() {
 
 /// The fallback: with an unusable runtime dir (a regular file; a directory writable by others),
 /// the proxy says why and runs the server directly, which answers; with --no-fallback it exits 1.
+/// The parent pid of `pid`, from `/proc/<pid>/stat` (the field after the state, which follows
+/// the parenthesised command name).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every live descendant of `root`, found by parent pids, as a host killing "its server's
+/// process tree" finds them (opencode does this on exit).
+fn descendants(root: u32) -> Vec<u32> {
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut found = vec![root];
+    let mut index = 0;
+    while index < found.len() {
+        let parent = found[index];
+        found.extend(pids.iter().filter(|&&pid| parent_of(pid) == Some(parent)));
+        index += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// Scenario: a host kills its proxy's whole process tree on exit. The daemon that proxy started is
+/// in no one's tree (it was re-parented away at start), so it survives, and another session of
+/// the same project keeps its server and its state.
+fn process_tree_kill_spares_the_daemon() {
+    for round in 0..3 {
+        let scratch = Scratch::new("tree");
+        let server = scratch.server(&[]);
+        let paths = scratch.paths(&server);
+        let mut first = scratch.client("first", &server);
+        first.initialize();
+        let daemon = status(&paths.socket).expect("status").pid;
+        let mut ancestor = Some(daemon);
+        while let Some(pid) = ancestor.filter(|&pid| pid > 1) {
+            assert_ne!(
+                pid,
+                first.pid(),
+                "round {round}: the daemon descends from its proxy"
+            );
+            ancestor = parent_of(pid);
+        }
+        let mut second = scratch.client("second", &server);
+        second.initialize();
+        second.echo("before");
+        let tree = descendants(first.pid());
+        assert!(!tree.contains(&daemon), "round {round}: {tree:?}");
+        for pid in tree.iter().chain([first.pid()].iter()) {
+            let _ = shoal_testkit::process::terminate(*pid);
+        }
+        wait_until("the first proxy exits", WAIT, || !is_alive(first.pid()));
+        second.echo("after");
+        assert!(
+            is_alive(daemon),
+            "round {round}: the shared daemon was killed"
+        );
+        assert_eq!(status(&paths.socket).expect("status").pid, daemon);
+    }
+}
+
 /// A host that stopped reading its stdout (the pipe full, a 1 MiB result half written) must not
 /// make its proxy deaf: a SIGTERM still ends it (at the drain bound), and so does its host's
 /// death while someone else still holds the pipe. Each case is a few rounds.

@@ -11,6 +11,7 @@
 mod backend;
 mod config;
 mod connection;
+mod detach;
 mod hub;
 mod idle;
 mod limits;
@@ -25,6 +26,7 @@ mod signals;
 
 pub use backend::{BackendCommand, StopOutcome};
 pub use config::{DEFAULT_IDLE_TIMEOUT, DaemonConfig, ExitReason, Outcome, StartError, Tuning};
+pub use detach::detach;
 pub use idle::{IdleTimeoutError, parse_idle_timeout};
 pub use ownership::OwnershipError;
 pub use run::run;

@@ -7,6 +7,10 @@
 //! - `setsid()` in the child: a new session and process group, so the host's `killpg` of the
 //!   proxy's group, or a terminal hang-up, does not reach it. (`PR_SET_PDEATHSIG` is cleared by
 //!   `fork`, so the proxy's watchdog does not follow it either.)
+//! - `shoal daemon --detach`: the started process forks once more and exits, so the daemon is not
+//!   the proxy's child: a host that kills its server's process tree (walking parent pids) does
+//!   not reach it. The daemon stays alone in the process group the child created, whose id is the
+//!   child's pid (see `shoal_daemon::detach` for why the proxy cannot fork twice itself).
 //! - stdin is `/dev/null`; stdout and stderr append to `daemon.log`.
 //! - The working directory is the project root (where the daemon runs the backend anyway), never
 //!   the proxy's, which may be a directory someone wants to unmount.
@@ -26,14 +30,13 @@
 //!
 //! # No zombies
 //!
-//! The proxy is the daemon's parent until one of them exits, and a proxy lives as long as its host
-//! session: a daemon that exits first (idle timeout, `shoal stop`, a crash) must not stay a zombie
-//! under it for hours. A double fork would avoid being the parent at all, but forking again inside
-//! the child of a multithreaded process is not async-signal-safe with glibc (its `fork` takes
-//! malloc locks another thread may have held). Instead the proxy reaps: after a failed start it
-//! waits for the child (bounded) before reporting, and after `ready` or `held` a background task
-//! awaits the child's exit (tokio reaps on `SIGCHLD`). When the proxy exits first, the daemon is
-//! reparented to the nearest subreaper or init, whose job reaping it then is.
+//! The proxy's child is the short-lived process that forks the daemon and exits at once; the
+//! proxy reaps it (after a failed start before reporting, bounded; after `ready` or `held` in a
+//! background task). The daemon itself is init's (or the nearest subreaper's) to reap.
+//!
+//! Until the proxy reaps its child, that child's pid cannot be reused, and so neither can the
+//! process group id the daemon lives in: a daemon that never reports is killed through its group
+//! before the child is reaped, so the signal cannot reach anyone else.
 
 use std::fs::File;
 use std::io;
@@ -116,13 +119,11 @@ pub(crate) async fn start(config: &ProxyConfig) -> Result<Started, StartError> {
     let readiness = read_readiness(OwnedFd::from(reader), config.tuning.ready_wait).await;
     let failure = match readiness {
         Ok(Some(Readiness::Ready { pid, .. })) => {
-            if Some(pid) != child_pid {
-                tracing::warn!(
-                    pid,
-                    ?child_pid,
-                    "the daemon reported ready under another pid"
-                );
-            }
+            tracing::debug!(
+                pid,
+                ?child_pid,
+                "the daemon is ready, detached from its starter"
+            );
             reap_in_background(child);
             return Ok(Started::Ready { pid });
         }
@@ -133,12 +134,21 @@ pub(crate) async fn start(config: &ProxyConfig) -> Result<Started, StartError> {
         Ok(Some(Readiness::Error { reason })) => reason,
         Ok(Some(other)) => format!("the daemon reported {other:?}, which this proxy does not know"),
         Ok(None) => match tokio::time::timeout(EXIT_WAIT, child.wait()).await {
-            Ok(Ok(status)) => format!("the daemon exited ({status}) before reporting ready"),
-            _ => "the daemon closed its readiness pipe without reporting ready".to_owned(),
+            // The child failed before it could detach (a bad argument, say).
+            Ok(Ok(status)) if !status.success() => {
+                format!("the daemon exited ({status}) before reporting ready")
+            }
+            _ => "the daemon exited before reporting ready".to_owned(),
         },
         Err(problem) => {
-            // A daemon that cannot say whether it serves is of no use; it is our child, so its
-            // pid cannot have been reused yet.
+            // A daemon that cannot say whether it serves is of no use. It is alone in the process
+            // group our unreaped child leads, whose id no one else can have yet.
+            if let Some(group) = child_pid.and_then(|pid| i32::try_from(pid).ok()) {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(group),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             let _ = child.start_kill();
             problem
         }
