@@ -109,8 +109,11 @@ fn take_inherited_fd(fd: RawFd) -> anyhow::Result<File> {
 /// Logs go to stderr, which a spawner points at `daemon.log`. `SHOAL_LOG` sets the filter
 /// (tracing's `EnvFilter` syntax); the default, `info`, never shows message payloads.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A bad config file is reported by the argument resolution, before this.
+    let configured = crate::config::var("SHOAL_LOG").ok().flatten();
+    let filter = configured
+        .and_then(|value| tracing_subscriber::EnvFilter::try_new(value.to_string_lossy()).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)

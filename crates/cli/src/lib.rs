@@ -13,6 +13,7 @@
 //! When `shoal proxy` falls back to running the server directly, the process becomes the server
 //! and its exit code is the server's.
 
+mod config;
 mod daemon;
 mod demo;
 mod logs;
@@ -29,7 +30,14 @@ use clap::{Parser, Subcommand};
 
 /// Share one copy of each stdio MCP server between all the agent sessions of a project.
 #[derive(Debug, Parser)]
-#[command(name = "shoal", version, propagate_version = true)]
+#[command(
+    name = "shoal",
+    version,
+    propagate_version = true,
+    after_help = "Settings for every host: ~/.config/shoal/config.toml (runtime_dir, idle_timeout, \
+                  log), overridden by SHOAL_RUNTIME_DIR, SHOAL_IDLE_TIMEOUT and SHOAL_LOG. Hosts \
+                  strip variables from their servers' environment; the file always applies."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

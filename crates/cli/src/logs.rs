@@ -78,7 +78,7 @@ pub(crate) fn run(args: &LogsArgs) -> ExitCode {
 
 fn logs(args: &LogsArgs) -> anyhow::Result<()> {
     let selection = args.selection.resolve()?;
-    let (runtime_dir, _) = select::runtime_dir();
+    let (runtime_dir, _) = select::runtime_dir()?;
     let dirs = select::key_dirs(&runtime_dir)?;
     let selected = selection.apply(dirs);
     if selected.is_empty() {

@@ -168,8 +168,9 @@ fn init_logging() {
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false);
-    if std::env::var_os("SHOAL_LOG").is_some() {
-        let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+    // A bad config file is reported by the argument resolution, after this.
+    if let Some(configured) = crate::config::var("SHOAL_LOG").ok().flatten() {
+        let filter = tracing_subscriber::EnvFilter::try_new(configured.to_string_lossy())
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
         subscriber.with_env_filter(filter).init();
     } else {

@@ -14,12 +14,18 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use shoal_ipc::{DaemonMeta, DaemonPaths, RuntimeDirSource};
 
-/// The runtime dir, resolved like `shoal daemon` and `shoal proxy` resolve it.
-pub(crate) fn runtime_dir() -> (PathBuf, RuntimeDirSource) {
-    shoal_ipc::resolve_runtime_dir(
-        |name| std::env::var_os(name),
+/// The runtime dir, resolved like `shoal daemon` and `shoal proxy` resolve it: `SHOAL_RUNTIME_DIR`
+/// from the environment or the config file, else the default for the uid.
+pub(crate) fn runtime_dir() -> anyhow::Result<(PathBuf, RuntimeDirSource)> {
+    let configured = crate::config::var("SHOAL_RUNTIME_DIR")?;
+    Ok(shoal_ipc::resolve_runtime_dir(
+        |name| {
+            (name == "SHOAL_RUNTIME_DIR")
+                .then(|| configured.clone())
+                .flatten()
+        },
         nix::unistd::geteuid().as_raw(),
-    )
+    ))
 }
 
 /// One key dir found under the runtime dir.

@@ -18,6 +18,7 @@ pub(crate) struct ServerArgs {
     pub(crate) root: Option<PathBuf>,
 
     /// Seconds without sessions before the daemon exits; 0 means never [env: SHOAL_IDLE_TIMEOUT]
+    /// [config: idle_timeout]
     /// [default: 300]
     #[arg(long, value_name = "SECS")]
     pub(crate) idle_timeout: Option<String>,
@@ -62,10 +63,7 @@ impl ServerArgs {
             shoal_wire::PROTOCOL,
             key_env,
         );
-        let (runtime_dir, _) = shoal_ipc::resolve_runtime_dir(
-            |name| std::env::var_os(name),
-            nix::unistd::geteuid().as_raw(),
-        );
+        let (runtime_dir, _) = crate::select::runtime_dir()?;
         Ok(Server {
             root,
             key,
@@ -75,16 +73,18 @@ impl ServerArgs {
     }
 }
 
-/// `--idle-timeout`, else `SHOAL_IDLE_TIMEOUT`, else the default.
+/// `--idle-timeout`, else `SHOAL_IDLE_TIMEOUT` (environment, then config file), else the default.
 fn idle_timeout(flag: Option<&str>) -> anyhow::Result<Option<Duration>> {
     if let Some(value) = flag {
         return parse_idle_timeout(value).context("read --idle-timeout");
     }
-    match std::env::var("SHOAL_IDLE_TIMEOUT") {
-        Ok(value) => parse_idle_timeout(&value).context("read SHOAL_IDLE_TIMEOUT"),
-        Err(std::env::VarError::NotPresent) => Ok(Some(shoal_daemon::DEFAULT_IDLE_TIMEOUT)),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            Err(anyhow!("read SHOAL_IDLE_TIMEOUT: it is not valid UTF-8"))
+    match crate::config::var("SHOAL_IDLE_TIMEOUT")? {
+        Some(value) => {
+            let value = value
+                .into_string()
+                .map_err(|_| anyhow!("read SHOAL_IDLE_TIMEOUT: it is not valid UTF-8"))?;
+            parse_idle_timeout(&value).context("read SHOAL_IDLE_TIMEOUT")
         }
+        None => Ok(Some(shoal_daemon::DEFAULT_IDLE_TIMEOUT)),
     }
 }

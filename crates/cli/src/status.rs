@@ -116,9 +116,10 @@ pub(crate) enum State {
 }
 
 pub(crate) fn run(args: &StatusArgs) -> ExitCode {
-    let (runtime_dir, _) = select::runtime_dir();
-    let entries = match collect(&runtime_dir) {
-        Ok(entries) => entries,
+    let listed = select::runtime_dir()
+        .and_then(|(runtime_dir, _)| Ok((collect(&runtime_dir)?, runtime_dir)));
+    let (entries, runtime_dir) = match listed {
+        Ok(listed) => listed,
         Err(error) => {
             crate::report(&error);
             return ExitCode::from(exit::FAILURE);

@@ -86,7 +86,7 @@ enum Outcome {
 fn act(selection: &SelectionArgs, action: Action) -> ExitCode {
     let result = (|| {
         let selection = selection.resolve()?;
-        let (runtime_dir, _) = select::runtime_dir();
+        let (runtime_dir, _) = select::runtime_dir()?;
         let dirs = select::key_dirs(&runtime_dir)?;
         let selected = selection.apply(dirs);
         let outcomes = crate::runtime()?.block_on(async {

@@ -5,10 +5,17 @@ use std::io::{BufRead as _, BufReader, Read as _};
 use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use shoal_wire::Readiness;
+
+/// `shoal`, reading no config file: the user's own must not change what the tests see.
+fn shoal_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+    command.env("SHOAL_CONFIG", "/nonexistent/shoal-tests/config.toml");
+    command
+}
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -42,7 +49,7 @@ fn shoal_daemon(scratch: &Scratch, extra: &[&str], env: &[(&str, &str)]) -> (Chi
     let (reader, writer) = std::io::pipe().unwrap();
     let writer = OwnedFd::from(writer);
     let raw = writer.as_raw_fd();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+    let mut command = shoal_command();
     command
         .arg("daemon")
         .arg("--root")
@@ -190,7 +197,7 @@ fn bad_idle_timeouts_and_fds_are_usage_errors() {
             .unwrap();
         assert!(stderr.starts_with(expected), "{stderr}");
     }
-    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let output = shoal_command()
         .args(["daemon", "--ready-fd", "77", "--", "true"])
         .env("SHOAL_RUNTIME_DIR", scratch.runtime_dir())
         .output()
@@ -204,10 +211,7 @@ fn bad_idle_timeouts_and_fds_are_usage_errors() {
 
 #[test]
 fn help() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(["daemon", "--help"])
-        .output()
-        .unwrap();
+    let output = shoal_command().args(["daemon", "--help"]).output().unwrap();
     assert!(output.status.success());
     insta::assert_snapshot!("daemon_help", String::from_utf8_lossy(&output.stdout));
 }

@@ -1,10 +1,15 @@
 //! `shoal demo` end to end: real proxies, one daemon, one server, and nothing left behind.
 
-use std::process::Command;
+/// `shoal`, reading no config file: the user's own must not change what the tests see.
+fn shoal_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+    command.env("SHOAL_CONFIG", "/nonexistent/shoal-tests/config.toml");
+    command
+}
 
 #[test]
 fn demo_shares_one_server_and_cleans_up() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let output = shoal_command()
         .args(["demo", "--sessions", "3", "--server-startup-ms", "50"])
         .output()
         .expect("run shoal demo");
@@ -49,7 +54,7 @@ fn demo_shares_one_server_and_cleans_up() {
 
 #[test]
 fn demo_help() {
-    let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let output = shoal_command()
         .args(["demo", "--help"])
         .output()
         .expect("run shoal demo --help");

@@ -9,7 +9,7 @@ use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,13 @@ use serde_json::{Value, json};
 use shoal_ipc::{DaemonKey, DaemonPaths};
 use shoal_testkit::client::Client;
 use shoal_wire::{ClientHello, DaemonHello, Readiness, Role};
+
+/// `shoal`, reading no config file: the user's own must not change what the tests see.
+fn shoal_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shoal"));
+    command.env("SHOAL_CONFIG", "/nonexistent/shoal-tests/config.toml");
+    command
+}
 
 /// Bounds every wait for something that should happen promptly; catches hangs, not slowness.
 const WAIT: Duration = Duration::from_secs(20);
@@ -47,7 +54,7 @@ impl Scratch {
 
     /// `shoal <args>` with this runtime dir, run in `cwd`, within [`WAIT`].
     fn shoal(&self, cwd: &Path, args: &[&str]) -> Output {
-        let child = Command::new(env!("CARGO_BIN_EXE_shoal"))
+        let child = shoal_command()
             .args(args)
             .current_dir(cwd)
             .env("SHOAL_RUNTIME_DIR", self.runtime_dir())
@@ -151,7 +158,7 @@ impl Daemon {
         let (reader, writer) = std::io::pipe().unwrap();
         let writer = OwnedFd::from(writer);
         let raw = writer.as_raw_fd();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_shoal"));
+        let mut command = shoal_command();
         command
             .arg("daemon")
             .arg("--root")
@@ -492,7 +499,7 @@ fn logs_prints_the_tail_and_follows_appended_lines() {
     assert_eq!(text(&output.stdout), format!("{}\n", last_two.join("\n")));
 
     // Follow: the tail first, then a line the daemon writes later (a restart request).
-    let mut follower = Command::new(env!("CARGO_BIN_EXE_shoal"))
+    let mut follower = shoal_command()
         .args(["logs", "-f", "-n", "1"])
         .current_dir(&daemon.root)
         .env("SHOAL_RUNTIME_DIR", scratch.runtime_dir())
@@ -582,10 +589,7 @@ fn nothing_to_act_on_is_exit_1_with_a_message() {
 #[test]
 fn help() {
     for command in ["status", "stop", "restart", "logs"] {
-        let output = Command::new(env!("CARGO_BIN_EXE_shoal"))
-            .args([command, "--help"])
-            .output()
-            .unwrap();
+        let output = shoal_command().args([command, "--help"]).output().unwrap();
         assert!(output.status.success());
         insta::assert_snapshot!(format!("{command}_help"), text(&output.stdout));
     }

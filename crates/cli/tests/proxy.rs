@@ -72,6 +72,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         large_messages,
     ),
     (
+        "the_config_file_sets_what_a_host_may_strip_from_the_environment",
+        config_file_settings,
+    ),
+    (
         "a_host_that_kills_its_proxys_process_tree_leaves_the_shared_daemon_alone",
         process_tree_kill_spares_the_daemon,
     ),
@@ -116,6 +120,9 @@ fn repeat(scenario: &str, round: fn()) {
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in `main`, before any thread exists; every process the tests start
+    // inherits it.
+    unsafe { std::env::set_var("SHOAL_CONFIG", proxy_util::NO_CONFIG) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("host") {
         return proxy_util::host_main(&args[1..]);
@@ -632,6 +639,71 @@ fn server_requests_held_across_a_daemon_kill() {
 
 /// The fallback: with an unusable runtime dir (a regular file; a directory writable by others),
 /// the proxy says why and runs the server directly, which answers; with --no-fallback it exits 1.
+/// A host that strips every `SHOAL_*` variable (Codex CLI passes servers a fixed list) still gets
+/// the runtime dir the user configured, so its session finds the daemon of a host that passed
+/// the variable; the environment overrides the file; a mistake in the file is a clear error.
+fn config_file_settings() {
+    let scratch = Scratch::new("config");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let config = scratch.file("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# shoal\nruntime_dir = {:?}\n",
+            scratch.runtime_dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    // A host that passes SHOAL_RUNTIME_DIR starts the daemon.
+    let mut passing = scratch.client("passing", &server);
+    passing.initialize();
+    let daemon = status(&paths.socket).expect("status").pid;
+    // One that strips it finds the same daemon through the config file.
+    let (mut command, stderr) = scratch.proxy(&[], &server);
+    command
+        .env_remove("SHOAL_RUNTIME_DIR")
+        .env("SHOAL_CONFIG", &config);
+    let mut stripping = Session::spawn("stripping", command, stderr);
+    stripping.initialize();
+    stripping.echo("shared");
+    let report = status(&paths.socket).expect("status");
+    assert_eq!((report.pid, report.n_clients), (daemon, 2));
+
+    // The environment wins over the file: a runtime dir of its own, so a daemon of its own.
+    let elsewhere = scratch.file("elsewhere");
+    let (mut command, stderr) = scratch.proxy(&[], &server);
+    command
+        .env("SHOAL_RUNTIME_DIR", &elsewhere)
+        .env("SHOAL_CONFIG", &config);
+    let mut own = Session::spawn("own", command, stderr);
+    own.initialize();
+    own.echo("apart");
+    assert!(
+        elsewhere.is_dir(),
+        "the environment's runtime dir was not used"
+    );
+    assert_eq!(status(&paths.socket).expect("status").n_clients, 2);
+
+    std::fs::write(&config, "idle_timout = 5\n").unwrap();
+    let (mut command, stderr) = scratch.proxy(&["--no-fallback"], &server);
+    command
+        .env_remove("SHOAL_RUNTIME_DIR")
+        .env("SHOAL_CONFIG", &config);
+    let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+    assert_eq!(wait_exit(&mut child, WAIT), Some(2));
+    let stderr = std::fs::read_to_string(stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "read {}: unknown setting `idle_timout`",
+            config.display()
+        )),
+        "{stderr}"
+    );
+    drop(own);
+    proxy_util::stop_daemons_in(&elsewhere);
+}
+
 /// The parent pid of `pid`, from `/proc/<pid>/stat` (the field after the state, which follows
 /// the parenthesised command name).
 fn parent_of(pid: u32) -> Option<u32> {

@@ -30,6 +30,10 @@ pub(crate) const WAIT: Duration = Duration::from_secs(30);
 
 pub(crate) const SHOAL: &str = env!("CARGO_BIN_EXE_shoal");
 
+/// What `SHOAL_CONFIG` is set to for every `shoal` the tests start (see `main`): no file, so that
+/// the user's own config cannot change what the tests see.
+pub(crate) const NO_CONFIG: &str = "/nonexistent/shoal-tests/config.toml";
+
 /// A scratch area: a project root, a short runtime dir, files for stderr and spawn counters.
 /// On drop, every daemon in the runtime dir is asked to stop, then everything is removed.
 pub(crate) struct Scratch {
@@ -120,25 +124,25 @@ impl Scratch {
     /// A proxy driven by a test client (the test is its host).
     pub(crate) fn client(&self, name: &str, server: &[OsString]) -> Session {
         let (command, stderr) = self.proxy(&[], server);
-        let client = Client::spawn(command)
-            .unwrap_or_else(|error| panic!("{name}: spawn shoal proxy: {error}"))
-            .with_name(name);
-        let mut session = Session { client, stderr };
-        session.client.set_timeout(WAIT);
-        session
+        Session::spawn(name, command, stderr)
+    }
+}
+
+/// Ask every daemon under `runtime_dir` to stop.
+pub(crate) fn stop_daemons_in(runtime_dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(runtime_dir) {
+        for entry in entries.flatten() {
+            let socket = entry.path().join("daemon.sock");
+            if let Some(stream) = connect_as(&socket, Role::Control) {
+                let _ = control_on(&stream, &ControlRequest::Stop);
+            }
+        }
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        if let Ok(entries) = std::fs::read_dir(&self.runtime_dir) {
-            for entry in entries.flatten() {
-                let socket = entry.path().join("daemon.sock");
-                if let Some(stream) = connect_as(&socket, Role::Control) {
-                    let _ = control_on(&stream, &ControlRequest::Stop);
-                }
-            }
-        }
+        stop_daemons_in(&self.runtime_dir);
         let _ = std::fs::remove_dir_all(&self.base);
     }
 }
@@ -150,6 +154,16 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// A proxy started by `command` (stderr to `stderr`), driven by a test client named `name`.
+    pub(crate) fn spawn(name: &str, command: Command, stderr: PathBuf) -> Session {
+        let client = Client::spawn(command)
+            .unwrap_or_else(|error| panic!("{name}: spawn shoal proxy: {error}"))
+            .with_name(name);
+        let mut session = Session { client, stderr };
+        session.client.set_timeout(WAIT);
+        session
+    }
+
     pub(crate) fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
