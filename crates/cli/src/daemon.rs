@@ -15,7 +15,7 @@ use crate::exit;
 /// and serves sessions until it has had none for the idle timeout. `shoal proxy` starts it
 /// detached; run it by hand in the foreground to debug a server (logs go to stderr).
 ///
-/// Example: shoal daemon --root ~/src/app --idle-timeout 0 -- npx -y @modelcontextprotocol/server-memory
+/// Example: shoal daemon --root ~/src/app --idle-timeout 0 -- npx -y @modelcontextprotocol/server-filesystem .
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct DaemonArgs {

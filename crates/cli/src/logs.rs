@@ -34,7 +34,7 @@ use crate::status::command_line;
 #[command(after_help = "\
 Examples:
   shoal logs                                   # this project's daemons, last 50 lines each
-  shoal logs -f --root ~/src/app -- npx -y @modelcontextprotocol/server-memory
+  shoal logs -f --root ~/src/app -- npx -y @modelcontextprotocol/server-filesystem .
   shoal logs --all -n 200
 
 With several daemons selected, each log gets a `==> ROOT (COMMAND) [KEY] <==` header.")]

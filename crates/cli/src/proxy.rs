@@ -19,7 +19,7 @@ use crate::exit;
 /// directory, sockets forbidden by a sandbox), it says why on stderr and runs the server directly
 /// instead, unless --no-fallback is given.
 ///
-/// Example: shoal proxy -- npx -y @modelcontextprotocol/server-memory
+/// Example: shoal proxy -- npx -y @modelcontextprotocol/server-filesystem .
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub(crate) struct ProxyArgs {

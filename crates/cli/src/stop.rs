@@ -25,7 +25,7 @@ use shoal_ipc::control::{ControlConnection, ControlError};
 #[command(after_help = "\
 Examples:
   shoal stop                                   # the daemons of this project
-  shoal stop --root ~/src/app -- npx -y @modelcontextprotocol/server-memory
+  shoal stop --root ~/src/app -- npx -y @modelcontextprotocol/server-filesystem .
   shoal stop --all")]
 pub(crate) struct StopArgs {
     #[command(flatten)]
@@ -41,7 +41,7 @@ pub(crate) struct StopArgs {
 #[command(after_help = "\
 Examples:
   shoal restart                                # the servers of this project
-  shoal restart --root ~/src/app -- npx -y @modelcontextprotocol/server-memory
+  shoal restart --root ~/src/app -- npx -y @modelcontextprotocol/server-filesystem .
   shoal restart --all")]
 pub(crate) struct RestartArgs {
     #[command(flatten)]
