@@ -151,6 +151,8 @@ pub(crate) struct Hub {
     exiting: bool,
     stop_requested: bool,
     drain: Option<DrainGuard>,
+    /// A session left since memory was last given back (see `memory.rs`).
+    churned: bool,
 }
 
 #[derive(Debug)]
@@ -227,6 +229,7 @@ impl Hub {
             backend,
             backend_room: setup.backend_room,
             sessions: HashMap::new(),
+            churned: false,
             idle: IdleExit {
                 // Armed at start-up: a daemon nobody connects to must not live forever.
                 deadline: setup
@@ -311,6 +314,9 @@ impl Hub {
                     if let Some(Err(fenced)) = self.ownership.as_ref().map(Ownership::check) {
                         tracing::error!(error = %fenced, "this daemon no longer owns its key; exiting");
                         break ExitReason::Fenced(fenced.to_string());
+                    }
+                    if std::mem::take(&mut self.churned) {
+                        crate::memory::release_free_memory();
                     }
                 }
             }
@@ -432,6 +438,7 @@ impl Hub {
                     let mut out = Outputs::default();
                     self.router.client_left(client, &mut out);
                     pending.push(out);
+                    self.churned = true;
                     self.arm_idle_if_unused();
                 }
             }
@@ -448,6 +455,7 @@ impl Hub {
     }
 
     fn client_gone(&mut self, client: ClientId) {
+        self.churned = true;
         let mut out = Outputs::default();
         self.router.client_left(client, &mut out);
         self.apply(out);
@@ -510,6 +518,8 @@ impl Hub {
     fn control(&mut self, request: ControlRequest, reply: oneshot::Sender<ControlResponse>) {
         match request {
             ControlRequest::Status => {
+                // The memory figure is what the daemon needs now, not what the allocator kept.
+                crate::memory::release_free_memory();
                 let _ = reply.send(ControlResponse::Status(self.status()));
             }
             ControlRequest::Stop => {

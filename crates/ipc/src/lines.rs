@@ -5,17 +5,42 @@ use std::future::poll_fn;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 
-use futures_core::Stream;
-use shoal_wire::{ClientHello, Line, Role};
-use tokio::io::{AsyncWrite, AsyncWriteExt as _};
+use bytes::BytesMut;
+use futures_core::Stream as _;
+use shoal_wire::{ClientHello, Line, LineCodec, LineError, Role};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
+use tokio_util::codec::FramedRead;
 
-/// The next item of a framed stream (a `FramedRead<_, LineCodec>`, say): `None` at its end.
-pub async fn next_line<S>(stream: &mut S) -> Option<S::Item>
+/// A reader keeps at most this much buffer between lines: after a larger line it gives the
+/// memory back, so that one 20 MiB result does not stay resident for the reader's whole life.
+pub const KEPT_READ_BUFFER: usize = 64 * 1024;
+
+/// The next line of `reader`: `None` at its end. After a line longer than [`KEPT_READ_BUFFER`],
+/// the buffer that held it is let go (what is left of the next line is copied to a small one).
+pub async fn next_line<R>(
+    reader: &mut FramedRead<R, LineCodec>,
+) -> Option<Result<Result<Line, LineError>, shoal_wire::Error>>
 where
-    S: Stream + Unpin,
+    R: AsyncRead + Unpin,
 {
-    poll_fn(|context| Pin::new(&mut *stream).poll_next(context)).await
+    let item = poll_fn(|context| Pin::new(&mut *reader).poll_next(context)).await;
+    shrink(reader.read_buffer_mut());
+    item
 }
+
+/// Replace a read buffer grown past [`KEPT_READ_BUFFER`] by a small copy of what it holds, unless
+/// what it holds is itself that large (a long line still arriving). The codec's scan position is
+/// an index into the buffer's contents, which the copy keeps where they were.
+fn shrink(buffer: &mut BytesMut) {
+    if buffer.capacity() > KEPT_READ_BUFFER && buffer.len() <= KEPT_READ_BUFFER / 2 {
+        let mut small = BytesMut::with_capacity(buffer.len().max(INITIAL_READ_BUFFER));
+        small.extend_from_slice(buffer);
+        *buffer = small;
+    }
+}
+
+/// What a fresh buffer starts with (tokio-util's own initial capacity).
+const INITIAL_READ_BUFFER: usize = 8 * 1024;
 
 /// Write `line` and its newline: one vectored write in the common case, never a copy of the
 /// line (results can be many MiB), and correct when the writer takes only part of it.
@@ -111,6 +136,27 @@ mod tests {
         fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
             Poll::Ready(Ok(()))
         }
+    }
+
+    #[tokio::test]
+    async fn a_reader_gives_back_the_buffer_of_a_large_line() {
+        let mut input = vec![b'x'; 1 << 20];
+        input.extend_from_slice(b"\n{\"small\":1}\n{\"partial");
+        let mut reader = FramedRead::new(&input[..], LineCodec::new());
+        let first = next_line(&mut reader).await.unwrap().unwrap().unwrap();
+        assert_eq!(first.len(), 1 << 20);
+        assert!(
+            reader.read_buffer().capacity() <= KEPT_READ_BUFFER,
+            "kept {} bytes",
+            reader.read_buffer().capacity()
+        );
+        let second = next_line(&mut reader).await.unwrap().unwrap().unwrap();
+        assert_eq!(second.as_bytes(), b"{\"small\":1}");
+        // The partial last line survived the copy, and comes out at EOF as the codec does it.
+        assert_eq!(reader.read_buffer().as_ref(), b"{\"partial");
+        let last = next_line(&mut reader).await.unwrap().unwrap().unwrap();
+        assert_eq!(last.as_bytes(), b"{\"partial");
+        assert!(next_line(&mut reader).await.is_none());
     }
 
     #[tokio::test]

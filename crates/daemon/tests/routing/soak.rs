@@ -5,8 +5,13 @@
 //! duplicate id.
 //!
 //! Scale comes from the environment so that `cargo xtask race router` can run it large:
-//! `SHOAL_SOAK_ROUNDS` (daemons, default 1), `SHOAL_SOAK_CLIENTS` (concurrent clients, default 8),
-//! `SHOAL_SOAK_REQUESTS` (requests per client, default 150), `SHOAL_SOAK_SEED` (to replay a run).
+//! `SHOAL_SOAK_ROUNDS` (daemons, default 1), `SHOAL_SOAK_PHASES` (churn phases per daemon, default
+//! 1), `SHOAL_SOAK_CLIENTS` (concurrent clients, default 8), `SHOAL_SOAK_REQUESTS` (requests per
+//! client per phase, default 150), `SHOAL_SOAK_SEED` (to replay a run).
+//!
+//! With several phases, the daemon's resident memory is read after each: phases repeat the same
+//! load, so what the first one grew the next ones must reuse. Growth beyond
+//! [`RSS_GROWTH_ALLOWED`] between the first phase and the last is a leak and fails the soak.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -43,8 +48,26 @@ impl Rng {
     }
 }
 
+/// How much the daemon's RSS may grow from the end of the first phase to the end of the last:
+/// allocator noise, not a per-request cost (a leak of 100 bytes per request is 10 MiB over the
+/// full-scale soak's phases).
+const RSS_GROWTH_ALLOWED: u64 = 3 * 1024 * 1024;
+
+/// The resident set of `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read the status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+        * 1024
+}
+
 pub(super) fn run() {
     let rounds = env_number("SHOAL_SOAK_ROUNDS", 1);
+    let phases = env_number("SHOAL_SOAK_PHASES", 1).max(1);
     let clients = env_number("SHOAL_SOAK_CLIENTS", 8);
     let requests = env_number("SHOAL_SOAK_REQUESTS", 150);
     let seed = env_number(
@@ -55,12 +78,13 @@ pub(super) fn run() {
             | 1,
     );
     eprintln!(
-        "soak: {rounds} round(s) × {clients} clients × {requests} requests, SHOAL_SOAK_SEED={seed}"
+        "soak: {rounds} round(s) × {phases} phase(s) × {clients} clients × {requests} requests, \
+         SHOAL_SOAK_SEED={seed}"
     );
     for round in 0..rounds {
         // Spread the rounds' seeds apart: xorshift's `| 1` would map neighbours onto one stream.
         let round_seed = seed ^ (round + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-        let tally = soak_round(round, clients, requests, round_seed);
+        let tally = soak_round(round, phases, clients, requests, round_seed);
         eprintln!(
             "soak round {round}: {} answered, {} cancelled, {} disconnects, {} progress",
             tally.answered, tally.cancelled, tally.disconnects, tally.progress
@@ -76,8 +100,37 @@ struct Tally {
     progress: u64,
 }
 
-fn soak_round(round: u64, clients: u64, requests: u64, seed: u64) -> Tally {
+fn soak_round(round: u64, phases: u64, clients: u64, requests: u64, seed: u64) -> Tally {
     let shared = Shared::start(&format!("soak{round}"), &[]);
+    let mut total = Tally::default();
+    let mut after_first = None;
+    for phase in 0..phases {
+        let phase_seed = seed ^ (phase + 1).wrapping_mul(0x94D0_49BB_1331_11EB);
+        let tally = soak_phase(&shared, clients, requests, phase_seed);
+        total.answered += tally.answered;
+        total.cancelled += tally.cancelled;
+        total.disconnects += tally.disconnects;
+        total.progress += tally.progress;
+        // A status request is answered after everything the phase did (its events come first)
+        // and gives freed memory back before it is answered: the RSS read after it is the
+        // daemon's need, not the allocator's hoard.
+        let _ = super::util::status(&shared.socket);
+        let rss = rss(shared.daemon.pid());
+        eprintln!(
+            "soak round {round} phase {phase}: daemon RSS {:.1} MiB",
+            rss as f64 / (1024.0 * 1024.0)
+        );
+        let first = *after_first.get_or_insert(rss);
+        assert!(
+            rss <= first + RSS_GROWTH_ALLOWED,
+            "round {round} phase {phase}: the daemon's RSS grew from {first} to {rss} bytes under \
+             the same load: something is kept per request or per session"
+        );
+    }
+    total
+}
+
+fn soak_phase(shared: &Shared, clients: u64, requests: u64, seed: u64) -> Tally {
     let start = Arc::new(Barrier::new(
         usize::try_from(clients).expect("client count"),
     ));
