@@ -65,6 +65,8 @@ const ECHO_BATCH: usize = 500;
 const BIG_BYTES: usize = 1 << 20;
 const BIG_ROUNDS: usize = 64;
 const BIG_BATCH: usize = 16;
+/// Results of 1 MiB a stalled session asks for and never reads.
+const STALLED_RESULTS: u64 = 32;
 /// Concurrent sessions, and the timed round trips each session makes.
 const CONCURRENT: [(usize, usize); 2] = [(64, 60), (256, 30)];
 /// Untimed round trips each session makes first (page faults, buffer growth, lazy init).
@@ -162,6 +164,10 @@ struct Figures {
     proxy_share: Option<(usize, Share)>,
     daemon_rss: Vec<(usize, Rss)>,
     daemon_rss_after_big: Rss,
+    /// The daemon with one reading session, then with a second that stopped reading while its
+    /// 1 MiB results pile up (its outbox at the bound that stops its requests being read).
+    daemon_rss_unstalled: Rss,
+    daemon_rss_stalled: Rss,
 }
 
 struct Concurrent {
@@ -411,10 +417,53 @@ impl Bench {
         }
         figures.proxy_rss_after_big = rss(proxies[0].pid())?;
         figures.daemon_rss_after_big = rss(self.daemon_pid(&server, 1)?)?;
+        self.stalled_session(&server, figures)?;
         finish_all(direct)?;
         finish_all(proxies)?;
         let backends = count_lines(&self.base.join("spawns-steady"))?;
         ensure!(backends == 1, "{backends} shared server starts, expected 1");
+        Ok(())
+    }
+
+    /// The daemon's RSS with one session, then with a second that asks for [`STALLED_RESULTS`]
+    /// results of 1 MiB and never reads them: the daemon stops reading its requests once its
+    /// outbox is over the soft limit, so its memory levels off at that bound plus what was in
+    /// flight. Each figure is read after a `status` request, which gives freed memory back
+    /// first; the stalled one once two readings 200 ms apart agree (the bench's own settling,
+    /// under a deadline).
+    fn stalled_session(&self, server: &[OsString], figures: &mut Figures) -> anyhow::Result<()> {
+        say(&format!(
+            "bench session: a session that stops reading {STALLED_RESULTS} results of 1 MiB"
+        ));
+        let daemon = self.daemon_pid(server, 1)?;
+        figures.daemon_rss_unstalled = rss(daemon)?;
+        let mut stalled = vec![self.spawn(self.proxy(server), "stalled".into())?];
+        initialize(&mut stalled)?;
+        for id in 0..STALLED_RESULTS {
+            stalled[0].send(&Big.request(1000 + id))?;
+        }
+        let deadline = Instant::now() + WAIT;
+        let mut last = 0;
+        loop {
+            let now = rss(self.daemon_pid(server, 2)?)?;
+            let grown = now
+                .vm_rss
+                .saturating_sub(figures.daemon_rss_unstalled.vm_rss);
+            if grown > (4 << 10) && now.vm_rss.abs_diff(last) < 256 {
+                figures.daemon_rss_stalled = now;
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the stalled session's memory did not level off within {WAIT:?}"
+            );
+            last = now.vm_rss;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Killed, not finished: its host never reads, and the daemon frees its queue at once.
+        let mut stalled = stalled.pop().context("the stalled peer")?;
+        let _ = stalled.child.kill();
+        let _ = stalled.child.wait();
         Ok(())
     }
 
@@ -1043,6 +1092,8 @@ impl Figures {
                     json!({"sessions": sessions, "rss": memory(rss)})
                 }).collect::<Vec<_>>(),
                 "daemon_after_1mib_results": memory(&self.daemon_rss_after_big),
+                "daemon_one_session": memory(&self.daemon_rss_unstalled),
+                "daemon_with_a_stalled_session": memory(&self.daemon_rss_stalled),
             },
         })
     }
@@ -1236,6 +1287,29 @@ fn print_table(f: &Figures) {
             "{:.1}; {:.1}",
             mib(f.daemon_rss_after_big.vm_rss),
             mib(f.daemon_rss_after_big.rss_anon)
+        ),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+
+    rows.push([
+        "daemon RSS, 1 session + 1 stalled at its bound (MiB; anon)".into(),
+        format!(
+            "{:.1}; {:.1}",
+            mib(f.daemon_rss_stalled.vm_rss),
+            mib(f.daemon_rss_stalled.rss_anon)
+        ),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+    rows.push([
+        "  the same run without the stalled session (MiB; anon)".into(),
+        format!(
+            "{:.1}; {:.1}",
+            mib(f.daemon_rss_unstalled.vm_rss),
+            mib(f.daemon_rss_unstalled.rss_anon)
         ),
         String::new(),
         String::new(),
