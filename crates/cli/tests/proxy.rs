@@ -72,6 +72,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         large_messages,
     ),
     (
+        "hosts_that_pass_or_strip_xdg_runtime_dir_share_one_daemon",
+        xdg_runtime_dir_does_not_split_sessions,
+    ),
+    (
         "the_config_file_sets_what_a_host_may_strip_from_the_environment",
         config_file_settings,
     ),
@@ -639,6 +643,53 @@ fn server_requests_held_across_a_daemon_kill() {
 
 /// The fallback: with an unusable runtime dir (a regular file; a directory writable by others),
 /// the proxy says why and runs the server directly, which answers; with --no-fallback it exits 1.
+/// One host passes `XDG_RUNTIME_DIR` to its servers (a desktop login's), another strips it (Codex
+/// CLI keeps a fixed list): both sessions must find one daemon, which lives in the default
+/// runtime dir for the uid. The project root is this test's own, so its key is too.
+fn xdg_runtime_dir_does_not_split_sessions() {
+    let scratch = Scratch::new("xdg");
+    let server = scratch.server(&[]);
+    let xdg = scratch.file("xdg");
+    std::fs::create_dir(&xdg).unwrap();
+    std::fs::set_permissions(&xdg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (runtime_dir, _) =
+        shoal_ipc::resolve_runtime_dir(|_| None, nix::unistd::geteuid().as_raw());
+    let key = shoal_ipc::DaemonKey::new(
+        scratch.root.clone(),
+        server.clone(),
+        env!("CARGO_PKG_VERSION"),
+        shoal_wire::PROTOCOL,
+        vec![],
+    );
+    let paths = shoal_ipc::DaemonPaths::new(&runtime_dir, &key.id());
+    let mut sessions = Vec::new();
+    for (name, xdg) in [("passes", Some(&xdg)), ("strips", None)] {
+        let (mut command, stderr) = scratch.proxy(&[], &server);
+        command.env_remove("SHOAL_RUNTIME_DIR");
+        match xdg {
+            Some(dir) => command.env("XDG_RUNTIME_DIR", dir),
+            None => command.env_remove("XDG_RUNTIME_DIR"),
+        };
+        let mut session = Session::spawn(name, command, stderr);
+        session.initialize();
+        session.echo(name);
+        sessions.push(session);
+    }
+    let report = status(&paths.socket).expect("one daemon in the default runtime dir");
+    assert_eq!(report.n_clients, 2, "the two hosts' sessions were split");
+    assert!(
+        !xdg.join("shoal").exists(),
+        "a daemon went to $XDG_RUNTIME_DIR/shoal"
+    );
+    drop(sessions);
+    // Only this test's daemon: the default runtime dir may hold the user's own.
+    if let Some(stream) = proxy_util::connect_as(&paths.socket, shoal_wire::Role::Control) {
+        let _ = proxy_util::control_on(&stream, &shoal_wire::ControlRequest::Stop);
+    }
+    wait_until("this test's daemon stops", WAIT, || !is_alive(report.pid));
+    let _ = std::fs::remove_dir_all(&paths.dir);
+}
+
 /// A host that strips every `SHOAL_*` variable (Codex CLI passes servers a fixed list) still gets
 /// the runtime dir the user configured, so its session finds the daemon of a host that passed
 /// the variable; the environment overrides the file; a mistake in the file is a clear error.
