@@ -98,7 +98,8 @@ impl DaemonConfig {
     /// A configuration with the default idle timeout and no extra environment.
     ///
     /// ```
-    /// use shoal_daemon::{DaemonConfig, DaemonKey};
+    /// use shoal_daemon::DaemonConfig;
+    /// use shoal_ipc::DaemonKey;
     ///
     /// let key = DaemonKey::new("/work/project".into(), vec!["my-mcp-server".into()], "0.1.0", 1, vec![]);
     /// let config = DaemonConfig::new(key, "/tmp/shoal-1000".into());
