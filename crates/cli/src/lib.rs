@@ -9,6 +9,7 @@
 //! | 1 | failure; the message on stderr says what failed and what to do (for `shoal daemon`: it could not start, or it exited because its lock or socket was taken away; for `shoal proxy`: no daemon could be reached and `--no-fallback` was given or the server could not be run directly, or a lost daemon could not be replaced for minutes; for `shoal stop`, `restart` and `logs`: no daemon matched, or one of them could not be stopped or restarted) |
 //! | 2 | the command line is invalid (unknown flag, bad value) |
 //! | 3 | `shoal daemon`: another daemon already serves this key; it was left untouched |
+//! | 127 | `shoal proxy`: the server's command was not found (as a shell says it); no daemon was started |
 //!
 //! When `shoal proxy` falls back to running the server directly, the process becomes the server
 //! and its exit code is the server's.
@@ -65,6 +66,8 @@ pub(crate) mod exit {
     pub(crate) const FAILURE: u8 = 1;
     pub(crate) const USAGE: u8 = 2;
     pub(crate) const HELD: u8 = 3;
+    /// The shell's code for a command that is not found.
+    pub(crate) const NOT_FOUND: u8 = 127;
 }
 
 /// Run a parsed command line.

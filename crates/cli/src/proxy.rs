@@ -56,6 +56,12 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
         }
     };
     init_logging();
+    // A command that does not exist is the host's configuration to fix, not something shoal
+    // could share or fall back from: say so as a shell would, before any daemon is started.
+    if let Err(missing) = find_command(&args.server.command[0], &config.daemon.cwd) {
+        crate::report(&missing);
+        return ExitCode::from(exit::NOT_FOUND);
+    }
     match shoal_proxy::run(config, watch) {
         Ok(Outcome::InputClosed | Outcome::HostGone | Outcome::Terminated) => ExitCode::SUCCESS,
         Err(shoal_proxy::Error::Start(error)) if !args.no_fallback => {
@@ -87,6 +93,41 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
             ExitCode::from(exit::FAILURE)
         }
     }
+}
+
+/// Whether the server's `program` can be started: a path (relative ones from the project root,
+/// where the daemon runs it) naming an executable file, or a name found on `PATH`.
+fn find_command(program: &OsString, root: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let is_executable = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path)
+            .is_ok_and(|metadata| metadata.is_file() && metadata.permissions().mode() & 0o111 != 0)
+    };
+    let shown = program.to_string_lossy();
+    if program.as_bytes().contains(&b'/') {
+        let path = root.join(program);
+        if is_executable(&path) {
+            return Ok(());
+        }
+        return Err(anyhow!(
+            "start the MCP server `{shown}`: {} is not an executable file; fix the server's \
+             command in the MCP host's configuration",
+            path.display()
+        ));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .any(|dir| is_executable(&dir.join(program)))
+    {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "start the MCP server `{shown}`: command not found (searched PATH={}); install it, or \
+         give its absolute path in the MCP host's configuration",
+        path.to_string_lossy()
+    ))
 }
 
 /// This binary's path, checked to still exist.

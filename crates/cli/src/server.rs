@@ -28,8 +28,16 @@ pub(crate) struct ServerArgs {
     #[arg(long = "key-env", value_name = "NAME")]
     pub(crate) key_env: Vec<OsString>,
 
-    /// The MCP server's command line
-    #[arg(last = true, required = true, value_name = "COMMAND")]
+    /// The MCP server's command line: everything from the first word that is not one of these
+    /// options on, its own options included (`--` before it is accepted, not needed: some hosts
+    /// drop it from a configured command line)
+    #[arg(
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub(crate) command: Vec<OsString>,
 }
 

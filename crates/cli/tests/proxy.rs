@@ -72,6 +72,14 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         large_messages,
     ),
     (
+        "a_server_command_without_a_double_dash_names_the_same_daemon",
+        command_without_double_dash,
+    ),
+    (
+        "a_missing_server_command_is_not_found_as_a_shell_says_it",
+        command_not_found,
+    ),
+    (
         "hosts_that_pass_or_strip_xdg_runtime_dir_share_one_daemon",
         xdg_runtime_dir_does_not_split_sessions,
     ),
@@ -252,7 +260,12 @@ fn daemon_start_failure_is_reported() {
 
 fn daemon_start_failure_round() {
     let scratch = Scratch::new("nostart");
-    let server: Vec<OsString> = vec!["/nonexistent/mcp-server".into()];
+    // An executable script whose interpreter does not exist: the proxy's own check (the command
+    // is there) passes, and the daemon's spawn of it fails (ENOENT for the interpreter).
+    let program = scratch.file("broken-shebang");
+    std::fs::write(&program, b"#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server: Vec<OsString> = vec![program.clone().into()];
     let (mut command, stderr) = scratch.proxy(&["--no-fallback"], &server);
     let started = Instant::now();
     let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
@@ -262,7 +275,7 @@ fn daemon_start_failure_round() {
     eprintln!("scenario 16: start failure reported and proxy exited in {elapsed:?}");
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("start the MCP server `/nonexistent/mcp-server`")
+        stderr.contains(&format!("start the MCP server `{}`", program.display()))
             && stderr.contains("No such file"),
         "{stderr}"
     );
@@ -279,9 +292,81 @@ fn daemon_start_failure_round() {
     let stderr = std::fs::read_to_string(stderr).unwrap();
     assert!(
         stderr.contains("running the MCP server directly")
-            && stderr.contains("failed to run `/nonexistent/mcp-server`"),
+            && stderr.contains(&format!("failed to run `{}`", program.display())),
         "{stderr}"
     );
+}
+
+/// Hosts that drop `--` from a configured command line (Gemini CLI and the inspector do, through
+/// yargs) hand `shoal proxy <server> <its options>`: that must name the same daemon as the `--`
+/// form, with the server's own options passed on to it, not taken for shoal's.
+fn command_without_double_dash() {
+    let scratch = Scratch::new("nodash");
+    let server = scratch.server(&["--name", "nodash"]);
+    let paths = scratch.paths(&server);
+    let mut with_dash = scratch.client("with --", &server);
+    with_dash.initialize();
+    let mut args = scratch.proxy_args(&[], &server);
+    let dash = args
+        .iter()
+        .position(|arg| arg == "--")
+        .expect("a -- in the args");
+    args.remove(dash);
+    let mut command = Command::new(SHOAL);
+    command
+        .args(&args)
+        .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
+        .env_remove("SHOAL_LOG");
+    let stderr = scratch.file("nodash.stderr");
+    command.stderr(File::create(&stderr).unwrap());
+    let mut without = Session::spawn("without --", command, stderr);
+    let result = without
+        .client
+        .initialize(json!({}))
+        .unwrap_or_else(|error| panic!("initialize: {error}\n{}", without.stderr()));
+    assert_eq!(
+        result["serverInfo"]["name"], "nodash",
+        "the server's --name was lost"
+    );
+    without.echo("no dash");
+    assert_eq!(status(&paths.socket).expect("status").n_clients, 2);
+}
+
+/// A server command that does not exist is reported as not found, as a shell would (exit 127),
+/// without starting a daemon or blaming shoal; a relative path is looked up from the project
+/// root, where the daemon would run it.
+fn command_not_found() {
+    let scratch = Scratch::new("missing");
+    for (server, says) in [
+        (
+            "no-such-mcp-server-anywhere",
+            "command not found (searched PATH=",
+        ),
+        ("./bin/missing-server", "is not an executable file"),
+    ] {
+        let server = vec![OsString::from(server)];
+        let (mut command, stderr) = scratch.proxy(&[], &server);
+        let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+        assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(127));
+        let stderr = std::fs::read_to_string(stderr).unwrap();
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("directly"), "{stderr}");
+        assert!(
+            !scratch.runtime_dir.exists()
+                || std::fs::read_dir(&scratch.runtime_dir)
+                    .unwrap()
+                    .next()
+                    .is_none(),
+            "a daemon was started for a missing command"
+        );
+    }
+    // The same relative path, once it exists under the root, is served.
+    let bin = scratch.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(shoal_testkit::fixture_bin(), bin.join("missing-server")).unwrap();
+    let mut session = scratch.client("relative", &[OsString::from("./bin/missing-server")]);
+    session.initialize();
+    session.echo("found from the root");
 }
 
 /// Scenario 19: the host is SIGKILLed while its proxy's stdin stays open (another process holds
