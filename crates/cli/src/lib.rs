@@ -24,6 +24,7 @@ mod select;
 mod server;
 mod status;
 mod stop;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -78,6 +78,11 @@ pub(crate) struct StatusArgs {
     /// Print a JSON array (one object per daemon) instead of a table
     #[arg(long)]
     json: bool,
+
+    /// Never shorten the ROOT and COMMAND columns to fit the terminal (they are never shortened
+    /// when the output is not a terminal)
+    #[arg(long)]
+    wide: bool,
 }
 
 /// How long a daemon that accepted the connection and sent its hello has to answer `status`.
@@ -134,7 +139,12 @@ pub(crate) fn run(args: &StatusArgs) -> ExitCode {
         no_daemons(&runtime_dir)
     } else {
         let home = std::env::var_os("HOME").map(|home| home.to_string_lossy().into_owned());
-        render_table(&entries, home.as_deref())
+        let width = if args.wide {
+            None
+        } else {
+            crate::terminal::stdout_width()
+        };
+        render_table(&entries, home.as_deref(), width)
     };
     write_stdout(&text)
 }
@@ -250,14 +260,17 @@ pub(crate) fn no_daemons(runtime_dir: &Path) -> String {
     )
 }
 
-/// Widest root and command cells; longer ones are shortened with `…`.
-const ROOT_WIDTH: usize = 36;
-const COMMAND_WIDTH: usize = 36;
+/// The narrowest root and command cells when the table must fit a terminal: below these the
+/// columns stop telling servers apart, and the line wraps instead.
+const MIN_ROOT_WIDTH: usize = 12;
+const MIN_COMMAND_WIDTH: usize = 20;
 
 /// The human table: one row per entry, then a note for each daemon that did not answer.
 ///
-/// `home` (the user's home directory) is shown as `~` in roots.
-pub(crate) fn render_table(entries: &[Entry], home: Option<&str>) -> String {
+/// `home` (the user's home directory) is shown as `~` in roots. With `width` (a terminal's), the
+/// root and command cells are shortened with `…` so that lines fit it (a root keeps its end,
+/// which tells projects apart; a command its start); without, nothing is ever cut.
+pub(crate) fn render_table(entries: &[Entry], home: Option<&str>, width: Option<usize>) -> String {
     const HEADER: [&str; 10] = [
         "ROOT", "COMMAND", "STATE", "PID", "BACKEND", "CLIENTS", "UPTIME", "RESTARTS", "REQUESTS",
         "MEMORY",
@@ -275,11 +288,11 @@ pub(crate) fn render_table(entries: &[Entry], home: Option<&str>) -> String {
                 entry
                     .root
                     .as_deref()
-                    .map_or_else(|| "?".to_owned(), |root| short_root(root, home)),
+                    .map_or_else(|| "?".to_owned(), |root| home_root(root, home)),
                 if entry.argv.is_empty() {
                     "?".to_owned()
                 } else {
-                    short_command(&entry.argv)
+                    command_cell(&entry.argv)
                 },
                 state(entry.state).to_owned(),
                 entry.pid.map_or_else(dash, |pid| pid.to_string()),
@@ -294,24 +307,52 @@ pub(crate) fn render_table(entries: &[Entry], home: Option<&str>) -> String {
             ]
         })
         .collect();
+    let mut rows = rows;
     let mut widths = HEADER.map(|title| title.chars().count());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
+    // Columns shown, in order. A terminal too narrow for them all loses the least telling
+    // first (`--json` and a wider window have everything); root and command always stay.
+    let mut shown: Vec<usize> = (0..HEADER.len()).collect();
+    if let Some(total) = width {
+        let needed = |shown: &[usize]| {
+            let others: usize = shown[2..].iter().map(|&column| widths[column]).sum();
+            others + 2 * (shown.len() - 1) + MIN_ROOT_WIDTH + MIN_COMMAND_WIDTH
+        };
+        for column in DROPPED_FIRST {
+            if needed(&shown) <= total {
+                break;
+            }
+            shown.retain(|&shown| shown != column);
+        }
+        let others: usize = shown[2..].iter().map(|&column| widths[column]).sum();
+        let room = total.saturating_sub(others + 2 * (shown.len() - 1));
+        let (root, command) = fit(room, widths[0], widths[1]);
+        if root < widths[0] || command < widths[1] {
+            for row in &mut rows {
+                row[0] = keep_end(&row[0], root);
+                row[1] = keep_both_ends(&row[1], command);
+            }
+            widths[0] = root.max(HEADER[0].len());
+            widths[1] = command.max(HEADER[1].len());
+        }
+    }
     let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+    let mut line = |cells: [&str; 10]| {
         let mut text = String::new();
-        for (cell, width) in cells.zip(widths) {
-            let _ = write!(text, "{cell:<width$}  ");
+        for &column in &shown {
+            let width = widths[column];
+            let _ = write!(text, "{:<width$}  ", cells[column]);
         }
         out.push_str(text.trim_end());
         out.push('\n');
     };
-    line(&mut HEADER.iter().copied());
+    line(HEADER);
     for row in &rows {
-        line(&mut row.iter().map(String::as_str));
+        line(row.each_ref().map(String::as_str));
     }
     let mut stale = false;
     for entry in entries {
@@ -407,42 +448,72 @@ fn quote(arg: &str) -> String {
 }
 
 /// The table's command cell: the program's file name (its directory is noise here; `--json`
-/// has the full argv) and the arguments, cut at [`COMMAND_WIDTH`].
-fn short_command(argv: &[String]) -> String {
+/// has the full argv) and the arguments.
+fn command_cell(argv: &[String]) -> String {
     let mut argv = argv.to_vec();
     if let Some(program) = argv.first_mut()
         && let Some(name) = Path::new(program.as_str()).file_name()
     {
         *program = name.to_string_lossy().into_owned();
     }
-    truncate_end(&command_line(&argv), COMMAND_WIDTH)
+    command_line(&argv)
 }
 
-/// The table's root cell: `~` for the home directory, the end kept when too long (the last
-/// components tell projects apart).
-fn short_root(root: &str, home: Option<&str>) -> String {
-    let root = match home {
+/// The table's root cell: `~` for the home directory.
+fn home_root(root: &str, home: Option<&str>) -> String {
+    match home {
         Some(home) if !home.is_empty() && home != "/" => match root.strip_prefix(home) {
             Some("") => "~".to_owned(),
             Some(rest) if rest.starts_with('/') => format!("~{rest}"),
             _ => root.to_owned(),
         },
         _ => root.to_owned(),
-    };
-    let count = root.chars().count();
-    if count <= ROOT_WIDTH {
-        return root;
     }
-    let tail: String = root.chars().skip(count - (ROOT_WIDTH - 1)).collect();
+}
+
+/// The columns a narrow terminal loses, first to last: REQUESTS, RESTARTS, UPTIME, MEMORY, PID.
+const DROPPED_FIRST: [usize; 5] = [8, 7, 6, 9, 3];
+
+/// The widths of the root and command cells in `room` columns, given their natural widths: both
+/// natural if they fit; else the command (what tells a project's servers apart) gets what the
+/// root leaves of the room, the root at most two fifths of it, neither below its minimum.
+fn fit(room: usize, root: usize, command: usize) -> (usize, usize) {
+    if root + command <= room {
+        return (root, command);
+    }
+    let root = root.min((room * 2 / 5).max(MIN_ROOT_WIDTH));
+    let command = command.min(room.saturating_sub(root).max(MIN_COMMAND_WIDTH));
+    (root, command)
+}
+
+/// `text` in at most `width` characters, its end kept behind `…`.
+fn keep_end(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
+        return text.to_owned();
+    }
+    let tail: String = text.chars().skip(count - (width - 1)).collect();
     format!("…{tail}")
 }
 
-fn truncate_end(text: &str, width: usize) -> String {
-    if text.chars().count() <= width {
+/// A command line in at most `width` characters: its program's name and its end, with `…` for
+/// the middle. The end is what tells apart the servers of one project (`npx -y
+/// @scope/server-memory` and `npx -y @scope/server-filesystem` share all but their last
+/// words); the program says what runs them.
+fn keep_both_ends(text: &str, width: usize) -> String {
+    let count = text.chars().count();
+    if count <= width {
         return text.to_owned();
     }
-    let head: String = text.chars().take(width - 1).collect();
-    format!("{head}…")
+    let program = text
+        .split(' ')
+        .next()
+        .map_or(0, |program| program.chars().count());
+    let head = (program + 1).min(width / 3);
+    let tail = width - head - 1;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(count - tail).collect();
+    format!("{start}…{end}")
 }
 
 #[cfg(test)]
@@ -484,17 +555,16 @@ mod tests {
             r"npx -y 'a b' '' 'it'\''s'"
         );
         assert_eq!(
-            short_command(&argv(&["/usr/local/bin/server", "--port=1"])),
+            command_cell(&argv(&["/usr/local/bin/server", "--port=1"])),
             "server --port=1"
         );
-        let long = short_command(&argv(&[
-            "npx",
-            "-y",
-            "@modelcontextprotocol/server-filesystem",
-            "/x",
-        ]));
-        assert_eq!(long, "npx -y @modelcontextprotocol/server…");
-        assert_eq!(long.chars().count(), COMMAND_WIDTH);
+        assert_eq!(
+            keep_both_ends("npx -y @scope/server-memory", 20),
+            "npx …e/server-memory"
+        );
+        assert_eq!(keep_both_ends("npx -y x", 20), "npx -y x");
+        assert_eq!(keep_end("/srv/deep/project", 10), "…p/project");
+        assert_eq!(keep_end("short", 10), "short");
     }
 
     fn running(root: &str, argv: &[&str], pid: u32) -> Entry {
@@ -553,24 +623,56 @@ mod tests {
             crash_looped,
             stale,
         ];
-        insta::assert_snapshot!(render_table(&entries, Some("/home/me")));
+        insta::assert_snapshot!(render_table(&entries, Some("/home/me"), Some(132)));
         insta::assert_snapshot!("no_daemons", no_daemons(Path::new("/run/user/1000/shoal")));
+    }
+
+    /// Four servers that differ only at the end of their command lines, as `npx` servers of one
+    /// project do: at 80 columns, and piped (nothing cut, so each is told apart).
+    fn four_servers() -> Vec<Entry> {
+        ["memory", "filesystem", "everything", "sequential-thinking"]
+            .iter()
+            .zip(5000..)
+            .map(|(name, pid)| {
+                running(
+                    "/home/me/src/shoal-demo/packages/frontend",
+                    &[
+                        "npx",
+                        "-y",
+                        &format!("@modelcontextprotocol/server-{name}@2025.9.25"),
+                    ],
+                    pid,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn table_at_80_columns() {
+        let table = render_table(&four_servers(), Some("/home/me"), Some(80));
+        for line in table.lines() {
+            assert!(line.chars().count() <= 80, "{line:?}");
+        }
+        insta::assert_snapshot!(table);
+    }
+
+    #[test]
+    fn table_piped() {
+        let table = render_table(&four_servers(), Some("/home/me"), None);
+        for name in ["memory", "filesystem", "everything", "sequential-thinking"] {
+            assert!(
+                table.contains(&format!("@modelcontextprotocol/server-{name}@2025.9.25")),
+                "{table}"
+            );
+        }
+        insta::assert_snapshot!(table);
     }
 
     #[test]
     fn root_cells() {
-        assert_eq!(
-            short_root("/home/me/src/app", Some("/home/me")),
-            "~/src/app"
-        );
-        assert_eq!(short_root("/home/me", Some("/home/me")), "~");
-        assert_eq!(short_root("/home/meta/x", Some("/home/me")), "/home/meta/x");
-        assert_eq!(short_root("/srv/x", Some("/")), "/srv/x");
-        let long = short_root(&format!("/srv/{}project", "deep/".repeat(10)), None);
-        assert!(
-            long.starts_with('…') && long.ends_with("deep/project"),
-            "{long}"
-        );
-        assert_eq!(long.chars().count(), ROOT_WIDTH);
+        assert_eq!(home_root("/home/me/src/app", Some("/home/me")), "~/src/app");
+        assert_eq!(home_root("/home/me", Some("/home/me")), "~");
+        assert_eq!(home_root("/home/meta/x", Some("/home/me")), "/home/meta/x");
+        assert_eq!(home_root("/srv/x", Some("/")), "/srv/x");
     }
 }
