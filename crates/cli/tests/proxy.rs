@@ -72,6 +72,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         large_messages,
     ),
     (
+        "warnings_after_connect_reach_hosts_that_asked_for_log_messages",
+        warnings_through_mcp_logging,
+    ),
+    (
         "a_server_command_without_a_double_dash_names_the_same_daemon",
         command_without_double_dash,
     ),
@@ -295,6 +299,57 @@ fn daemon_start_failure_round() {
             && stderr.contains(&format!("failed to run `{}`", program.display())),
         "{stderr}"
     );
+}
+
+/// Hosts keep a server's stderr only until the connection is up, so the proxy's warnings about
+/// a lost daemon also go through MCP logging (`notifications/message`, level warning, logger
+/// `shoal`) to a host that asked for log messages at that level, and to no other.
+fn warnings_through_mcp_logging() {
+    let scratch = Scratch::new("warn");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let mut asked = scratch.client("asked", &server);
+    asked.initialize();
+    asked
+        .client
+        .result("logging/setLevel", json!({"level": "info"}))
+        .expect("setLevel");
+    let mut quiet = scratch.client("quiet", &server);
+    quiet.initialize();
+    let daemon = status(&paths.socket).expect("status").pid;
+    shoal_testkit::process::kill(daemon).unwrap();
+    let from_shoal = |expected: &'static str| {
+        move |message: &Value| {
+            message["method"] == "notifications/message"
+                && message["params"]["logger"] == "shoal"
+                && message["params"]["level"] == "warning"
+                && message["params"]["data"]
+                    .as_str()
+                    .is_some_and(|text| text.contains(expected))
+        }
+    };
+    asked
+        .client
+        .expect(
+            "the lost-daemon warning",
+            WAIT,
+            from_shoal("lost the shared MCP server"),
+        )
+        .unwrap();
+    asked
+        .client
+        .expect("the reconnected warning", WAIT, from_shoal("reconnected"))
+        .unwrap();
+    asked.echo("after");
+    // Its proxy writes any warning before the answers of the restored session.
+    quiet.echo_after_loss("after");
+    let heard: Vec<Value> = quiet
+        .client
+        .drain()
+        .into_iter()
+        .filter(|message| message["params"]["logger"] == "shoal")
+        .collect();
+    assert!(heard.is_empty(), "a host that never set a level: {heard:?}");
 }
 
 /// Hosts that drop `--` from a configured command line (Gemini CLI and the inspector do, through

@@ -20,7 +20,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub struct DaemonConfig {
     /// What this daemon serves. Its root is the backend's working directory.
     pub key: DaemonKey,
-    /// The runtime directory (see [`resolve_runtime_dir`](crate::resolve_runtime_dir)).
+    /// The runtime directory (see [`resolve_runtime_dir`](shoal_ipc::resolve_runtime_dir)).
     pub runtime_dir: PathBuf,
     /// How long to linger without sessions; `None` never exits on idle.
     pub idle_timeout: Option<Duration>,

@@ -1,6 +1,6 @@
 //! shoal's daemon: the long-lived process that owns one project's shared MCP server.
 //!
-//! One daemon runs per [`DaemonKey`] (project root, server command, shoal version). It owns the
+//! One daemon runs per [`DaemonKey`](shoal_ipc::DaemonKey) (project root, server command, shoal version). It owns the
 //! key's runtime directory, starts the backend server once, multiplexes every client session onto
 //! it, and exits when the last session has been gone for the idle timeout, taking the backend's
 //! whole process tree with it. See `docs/architecture.md` for the state machine and invariants.

@@ -130,7 +130,7 @@ impl DaemonPaths {
     /// Open `daemon.log` for appending (created 0600 if missing). The daemon passes it to the
     /// backend as stderr; a spawner opens it for the daemon's own stdout and stderr.
     ///
-    /// The key dir must exist (see [`shoal_lockfile::ensure_private_dir`]).
+    /// The key dir must exist (`shoal_lockfile::ensure_private_dir` makes it).
     pub fn open_log(&self) -> std::io::Result<std::fs::File> {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()

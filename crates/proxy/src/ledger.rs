@@ -223,6 +223,34 @@ impl Ledger {
         lines
     }
 
+    /// Whether the host wants log messages at `level` through MCP: it sent
+    /// `notifications/initialized` and a `logging/setLevel` at `level` or more verbose. Hosts
+    /// that never asked for log messages get none from the proxy either.
+    pub(crate) fn host_wants_log(&self, level: &str) -> bool {
+        const LEVELS: [&str; 8] = [
+            "debug",
+            "info",
+            "notice",
+            "warning",
+            "error",
+            "critical",
+            "alert",
+            "emergency",
+        ];
+        let rank = |name: &str| LEVELS.iter().position(|known| *known == name);
+        let asked = self.log_level.as_ref().and_then(|request| {
+            serde_json::from_slice::<serde_json::Value>(request.line().as_bytes())
+                .ok()?
+                .pointer("/params/level")?
+                .as_str()
+                .and_then(rank)
+        });
+        self.initialized.is_some()
+            && asked
+                .zip(rank(level))
+                .is_some_and(|(asked, level)| level >= asked)
+    }
+
     /// How many requests the daemon has sent the host that are still open.
     pub(crate) fn asked(&self) -> usize {
         self.asked.len()

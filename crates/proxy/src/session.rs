@@ -340,7 +340,27 @@ impl Session {
         for line in &lines {
             self.write_host(line).await?;
         }
-        Ok(())
+        self.tell_host(&format!(
+            "shoal lost the shared MCP server's daemon: {} request(s) in flight were answered \
+             with errors and may be retried; reconnecting",
+            lines.len().saturating_sub(withdrawn)
+        ))
+        .await
+    }
+
+    /// A warning for the host's own log, as MCP carries it (`notifications/message`), when the
+    /// host asked for log messages at that level: hosts keep a server's stderr only until the
+    /// connection is up, so this is the one way a warning after that reaches their user. Also
+    /// on stderr, always (the callers log it).
+    async fn tell_host(&mut self, text: &str) -> Result<(), HostGone> {
+        if !self.ledger.host_wants_log("warning") {
+            return Ok(());
+        }
+        let message = shoal_wire::notification_value(
+            "notifications/message",
+            Some(&serde_json::json!({ "level": "warning", "logger": "shoal", "data": text })),
+        );
+        self.write_host(&message).await
     }
 
     /// The reconnect: find or start a daemon until one answers or the budget is spent.
@@ -405,7 +425,11 @@ impl Session {
             self.queued_since = None;
         }
         self.impatient = false;
-        Ok(())
+        self.tell_host(
+            "shoal reconnected to the shared MCP server: the session was restored (its \
+             initialization, log level and subscriptions replayed)",
+        )
+        .await
     }
 
     /// The queue waited `queue_patience`: answer its requests with errors, and every later one at

@@ -180,6 +180,24 @@ impl Session {
     }
 
     /// Echo `text` and check the answer.
+    /// An echo after its daemon was killed: a request written before the proxy saw the loss is
+    /// answered -32081 (retry it), as the proxy promises; any other error fails.
+    pub(crate) fn echo_after_loss(&mut self, text: &str) {
+        let name = self.client.name().to_owned();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            match self.client.call_tool("echo", json!({ "text": text })) {
+                Ok(result) => {
+                    assert_eq!(result["content"][0]["text"], Value::from(text), "{result}");
+                    return;
+                }
+                Err(shoal_testkit::client::Error::Rpc { error, .. })
+                    if error.code == -32081 && std::time::Instant::now() < deadline => {}
+                Err(error) => panic!("{name}: echo {text:?}: {error}\nstderr:\n{}", self.stderr()),
+            }
+        }
+    }
+
     pub(crate) fn echo(&mut self, text: &str) {
         let name = self.client.name().to_owned();
         match self.client.call_tool("echo", json!({ "text": text })) {
