@@ -476,9 +476,16 @@ fn crash_loop_and_restart() {
         error.message.contains("shoal logs") && error.message.contains("shoal restart"),
         "{error:?}"
     );
+    // The server's stderr is in daemon.log, a line at a time with a UTC timestamp.
+    let log = daemon.log();
     assert!(
-        daemon.log().contains("config is broken"),
-        "backend stderr goes to daemon.log"
+        log.lines().any(|line| {
+            line.ends_with(" server: config is broken")
+                && line.len() == "2026-12-04T01:55:06.627617Z server: config is broken".len()
+                && line.as_bytes()[10] == b'T'
+                && line.as_bytes()[26] == b'Z'
+        }),
+        "backend stderr goes to daemon.log, timestamped:\n{log}"
     );
     std::fs::remove_file(&broken).unwrap();
     match control(&socket, ControlRequest::Restart) {

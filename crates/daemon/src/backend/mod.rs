@@ -4,6 +4,7 @@
 mod lifecycle;
 mod policy;
 mod process;
+mod stderr;
 mod supervisor;
 
 pub(crate) use lifecycle::{AfterStop, Failure, Lifecycle, LifecycleConfig, Step};

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command};
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 /// How to start the backend server.
@@ -101,14 +101,16 @@ pub(crate) struct BackendProcess {
 }
 
 impl BackendProcess {
-    /// Start `command` with piped stdin/stdout and `stderr` (normally the daemon's log file).
+    /// Start `command` with piped stdin/stdout and `stderr` (normally a pipe the daemon copies to
+    /// its log).
     ///
-    /// Returns the process and its stdout, which the caller must always drain: a server whose
-    /// stdout is not read blocks on a full pipe.
+    /// Returns the process, its stdout, which the caller must always drain (a server whose
+    /// stdout is not read blocks on a full pipe), and its stderr if `stderr` was a pipe (the same
+    /// holds for it).
     pub(crate) fn spawn(
         command: &BackendCommand,
         stderr: Stdio,
-    ) -> io::Result<(BackendProcess, ChildStdout)> {
+    ) -> io::Result<(BackendProcess, ChildStdout, Option<ChildStderr>)> {
         let Some((program, args)) = command.argv.split_first() else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -137,7 +139,8 @@ impl BackendProcess {
             .take()
             .ok_or_else(|| io::Error::other("the backend's stdout was not captured"))?;
         let stdin = child.stdin.take();
-        Ok((BackendProcess { child, pid, stdin }, stdout))
+        let stderr = child.stderr.take();
+        Ok((BackendProcess { child, pid, stdin }, stdout, stderr))
     }
 
     /// The leader's pid, which is also the process group id.
@@ -384,7 +387,7 @@ mod tests {
 
     /// Start `script`, wait (with a deadline) for its first stdout line, and return both.
     async fn start(script: &str, cwd: &Path) -> (BackendProcess, String) {
-        let (process, stdout) = BackendProcess::spawn(&sh(script, cwd), Stdio::null()).unwrap();
+        let (process, stdout, _) = BackendProcess::spawn(&sh(script, cwd), Stdio::null()).unwrap();
         let mut first_line = String::new();
         tokio::time::timeout(DEADLINE, BufReader::new(stdout).read_line(&mut first_line))
             .await
@@ -424,7 +427,7 @@ mod tests {
     async fn stdin_and_stdout_carry_lines_and_a_crash_is_seen_by_wait() {
         use tokio::io::AsyncWriteExt;
         let dir = scratch_dir("pipes");
-        let (mut process, stdout) = BackendProcess::spawn(
+        let (mut process, stdout, _) = BackendProcess::spawn(
             &sh("read line; echo \"got $line\"; exit 3", &dir),
             Stdio::null(),
         )

@@ -67,7 +67,8 @@ pub(crate) struct Backend {
 }
 
 impl Backend {
-    /// Spawn `command` (stderr to `log`) and the tasks around it, reporting to `events`. Bytes
+    /// Spawn `command` (its stderr copied to `log`, timestamped) and the tasks around it,
+    /// reporting to `events`. Bytes
     /// queued for its stdin are counted in `stdin_room` (see `outbox.rs`).
     ///
     /// Must run on the daemon's main thread: the parent-death signal fires when the *thread* that
@@ -83,7 +84,12 @@ impl Backend {
     where
         E: From<BackendEvent> + Send + 'static,
     {
-        let (mut process, stdout) = BackendProcess::spawn(command, Stdio::from(log.try_clone()?))?;
+        // Before the spawn: once the process runs, nothing may fail before the tasks that own it.
+        let log = log.try_clone()?;
+        let (mut process, stdout, stderr) = BackendProcess::spawn(command, Stdio::piped())?;
+        if let Some(stderr) = stderr {
+            tokio::spawn(super::stderr::copy_to_log(stderr, log));
+        }
         let pid = process.pid();
         let (stdin_outbox, stdin_receiver) = outbox_in(Arc::clone(stdin_room));
         let (stdin_failed_sender, stdin_failed) = oneshot::channel();
