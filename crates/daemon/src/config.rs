@@ -58,6 +58,8 @@ pub struct Tuning {
     pub stall_timeout: Duration,
     /// Bytes queued for the backend's stdin beyond which sessions' messages are not read.
     pub backend_queue_soft_limit: usize,
+    /// Size past which `daemon.log` is rotated to `daemon.log.1` (checked every `fence_interval`).
+    pub log_limit: u64,
 }
 
 impl Default for Tuning {
@@ -90,6 +92,8 @@ impl Default for Tuning {
             // keep it fed, small enough that back-pressure reaches the hosts soon. The queue can
             // exceed it by at most one line per session (each reader checks before it reads).
             backend_queue_soft_limit: 8 * 1024 * 1024,
+            // Weeks of a daemon's own lines, or a chatty server's recent past; two files at most.
+            log_limit: 8 * 1024 * 1024,
         }
     }
 }

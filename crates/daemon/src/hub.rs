@@ -111,7 +111,8 @@ pub(crate) struct HubSetup {
     pub(crate) version: String,
     pub(crate) command: BackendCommand,
     pub(crate) paths: DaemonPaths,
-    pub(crate) log: File,
+    /// `daemon.log`, shared by everything that writes it (see `logfile.rs`).
+    pub(crate) log: Arc<File>,
     pub(crate) idle_timeout: Option<Duration>,
     pub(crate) tuning: Tuning,
     /// The bytes queued for the backend's stdin; session readers wait on it (`outbox.rs`).
@@ -130,6 +131,8 @@ struct Identity {
     paths: DaemonPaths,
     idle_timeout: Option<Duration>,
     fence_interval: Duration,
+    log: Arc<File>,
+    log_limit: u64,
 }
 
 pub(crate) struct Hub {
@@ -200,7 +203,7 @@ impl Hub {
         let backend = Lifecycle::new(
             LifecycleConfig {
                 command: setup.command,
-                log: setup.log,
+                log: Arc::clone(&setup.log),
                 stop_grace: tuning.stop_grace,
                 init_timeout: tuning.init_timeout,
                 fresh_try_after: tuning.fresh_try_after,
@@ -224,6 +227,8 @@ impl Hub {
                 paths: setup.paths,
                 idle_timeout: setup.idle_timeout,
                 fence_interval: tuning.fence_interval,
+                log: setup.log,
+                log_limit: tuning.log_limit,
             },
             router,
             backend,
@@ -317,6 +322,15 @@ impl Hub {
                     }
                     if std::mem::take(&mut self.churned) {
                         crate::memory::release_free_memory();
+                    }
+                    match crate::logfile::rotate_if_over(
+                        &self.identity.paths,
+                        &self.identity.log,
+                        self.identity.log_limit,
+                    ) {
+                        Ok(true) => tracing::info!("rotated daemon.log; the previous part is daemon.log.1"),
+                        Ok(false) => {}
+                        Err(error) => tracing::warn!(%error, "could not rotate daemon.log"),
                     }
                 }
             }

@@ -15,6 +15,7 @@ mod detach;
 mod hub;
 mod idle;
 mod limits;
+mod logfile;
 mod memory;
 mod outbox;
 mod ownership;

@@ -137,7 +137,7 @@ fn start_and_serve(
                 version: version.clone(),
                 command,
                 paths: paths.clone(),
-                log,
+                log: Arc::new(log),
                 idle_timeout: config.idle_timeout,
                 tuning: config.tuning.clone(),
                 backend_room,

@@ -31,6 +31,7 @@ use util::{
 };
 
 const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
+    ("daemon_log_is_rotated_and_its_writers_follow", log_rotation),
     (
         "scenario_14_stale_socket_and_lock_of_a_killed_daemon",
         stale_socket_and_lock_of_a_killed_daemon,
@@ -831,6 +832,62 @@ fn connection_from_another_uid_is_rejected() {
     );
     shoal_testkit::process::terminate(daemon.pid()).unwrap();
     assert_eq!(daemon.wait_exit(WAIT), Some(0));
+}
+
+/// Past its limit `daemon.log` becomes `daemon.log.1` and a new one starts; the daemon's own
+/// lines and the server's stderr both go on in the new file.
+fn log_rotation() {
+    let scratch = Scratch::new("rotate");
+    let fixture = shoal_testkit::fixture_bin();
+    // About 200 KiB on stderr before it serves: three times the limit below.
+    let script = format!(
+        "i=0; while [ $i -lt 2000 ]; do echo \"noise $i {}\" >&2; i=$((i+1)); done; exec '{}'",
+        "n".repeat(90),
+        fixture.display()
+    );
+    let mut spec = DaemonSpec::fixture(&scratch, &[]);
+    spec.argv = vec!["sh".into(), "-c".into(), script.into()];
+    let mut daemon = DaemonProcess::spawn_with(&spec, |command| {
+        command.env("SHOAL_TEST_LOG_LIMIT", "65536");
+    });
+    assert!(matches!(daemon.readiness(), Readiness::Ready { .. }));
+    let rotated = {
+        let mut name = daemon.paths.log.clone().into_os_string();
+        name.push(".1");
+        PathBuf::from(name)
+    };
+    wait_until("daemon.log is rotated", WAIT, || rotated.exists());
+    let mut client = session(&daemon.paths.socket, "after rotation");
+    // The crash tool says so on stderr, then exits (no answer): the server's line and the
+    // daemon's own about the crash must both reach the current log.
+    client
+        .send_request(
+            "tools/call",
+            json!({"name": "crash", "arguments": {"code": 1}}),
+        )
+        .unwrap();
+    wait_until(
+        "the new log has the daemon's and the server's lines",
+        WAIT,
+        || {
+            let log = daemon.log();
+            log.contains("session joined")
+                && log.contains("server: ")
+                && log.contains("crash tool")
+                && log.contains("exited unexpectedly")
+        },
+    );
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(
+        old.contains(" server: noise 0 "),
+        "the first part holds the start"
+    );
+    let new = daemon.log();
+    assert!(
+        (new.len() as u64) < 8 * 65536,
+        "the current log is small again: {} bytes",
+        new.len()
+    );
 }
 
 /// Scenario 24: a deep project root and a long `$SHOAL_RUNTIME_DIR` still give short socket

@@ -36,8 +36,8 @@ use crate::reaper::Reaper;
 #[derive(Debug)]
 pub(crate) struct LifecycleConfig {
     pub(crate) command: BackendCommand,
-    /// Where the backend's stderr goes (`daemon.log`).
-    pub(crate) log: File,
+    /// Where the backend's stderr goes (`daemon.log`, shared with the hub, which rotates it).
+    pub(crate) log: Arc<File>,
     /// Each polite step of the stop sequence.
     pub(crate) stop_grace: Duration,
     /// How long a new process may take to answer `initialize`.

@@ -10,6 +10,7 @@
 
 use std::fs::File;
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, BufReader};
@@ -19,7 +20,7 @@ const MAX_LINE: u64 = 16 * 1024;
 
 /// Copy `stderr` to `log` until it closes (the server and every process that shares its stderr
 /// exited) or the log cannot be written.
-pub(crate) async fn copy_to_log(stderr: impl AsyncRead + Unpin, mut log: File) {
+pub(crate) async fn copy_to_log(stderr: impl AsyncRead + Unpin, log: Arc<File>) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
@@ -34,7 +35,7 @@ pub(crate) async fn copy_to_log(stderr: impl AsyncRead + Unpin, mut log: File) {
         }
         let text = String::from_utf8_lossy(line.strip_suffix(b"\n").unwrap_or(&line));
         let entry = format!("{} server: {text}\n", timestamp(SystemTime::now()));
-        if log.write_all(entry.as_bytes()).is_err() {
+        if (&*log).write_all(entry.as_bytes()).is_err() {
             return;
         }
     }
@@ -104,7 +105,7 @@ mod tests {
         let log = File::create(&path).unwrap();
         let mut input = b"first\n\xffsecond\nno newline at the end".to_vec();
         input.splice(0..0, vec![b'x'; 20_000].into_iter().chain(*b"\n"));
-        copy_to_log(&input[..], log).await;
+        copy_to_log(&input[..], Arc::new(log)).await;
         let mut written = String::new();
         File::open(&path)
             .unwrap()

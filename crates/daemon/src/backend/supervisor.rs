@@ -75,7 +75,7 @@ impl Backend {
     /// spawned the process exits.
     pub(crate) fn start<E>(
         command: &BackendCommand,
-        log: &File,
+        log: &Arc<File>,
         generation: u64,
         timeouts: StopTimeouts,
         stdin_room: &Arc<Room>,
@@ -84,11 +84,9 @@ impl Backend {
     where
         E: From<BackendEvent> + Send + 'static,
     {
-        // Before the spawn: once the process runs, nothing may fail before the tasks that own it.
-        let log = log.try_clone()?;
         let (mut process, stdout, stderr) = BackendProcess::spawn(command, Stdio::piped())?;
         if let Some(stderr) = stderr {
-            tokio::spawn(super::stderr::copy_to_log(stderr, log));
+            tokio::spawn(super::stderr::copy_to_log(stderr, Arc::clone(log)));
         }
         let pid = process.pid();
         let (stdin_outbox, stdin_receiver) = outbox_in(Arc::clone(stdin_room));

@@ -462,6 +462,11 @@ pub(crate) fn daemon_main(args: &[String]) -> std::process::ExitCode {
         crash_loop_window: Duration::from_secs(60),
         fresh_try_after: Duration::from_millis(300),
         stall_timeout: Duration::from_secs(1),
+        // A scenario about log rotation shrinks it.
+        log_limit: std::env::var("SHOAL_TEST_LOG_LIMIT")
+            .ok()
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or(Tuning::default().log_limit),
         ..Tuning::default()
     };
     match shoal_daemon::run(config, Some(readiness)) {
