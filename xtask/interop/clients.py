@@ -579,13 +579,16 @@ async def main() -> int:
     # The coordinator sends SIGUSR1 before it kills us at its deadline: say where every task is.
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks)
     proxy = [args.shoal, "proxy", "--root", args.root, "--no-fallback", "--", args.node, args.server, "stdio"]
+    # The TypeScript client's proxy gets the server's command without `--`, as Gemini CLI and the
+    # MCP Inspector store it: it must find the same daemon (the scenario checks there is one).
+    without_dash = [arg for arg in proxy if arg != "--"]
     # The SDKs pass the server only a few safe variables; shoal's runtime dir must be ours, or the
     # proxies would find (or start) the user's own daemons.
     env = {"SHOAL_RUNTIME_DIR": args.runtime_dir}
     params = StdioServerParameters(command=proxy[0], args=proxy[1:], env=env)
     peers: list[Peer] = [PythonPeer(f"client-{n}", params) for n in range(1, args.python_clients + 1)]
     if args.ts_client:
-        peers.append(TypeScriptPeer(f"client-{len(peers) + 1}-ts", args.node, args.ts_client, proxy, env))
+        peers.append(TypeScriptPeer(f"client-{len(peers) + 1}-ts", args.node, args.ts_client, without_dash, env))
     try:
         await scenario(peers, coordinator)
     except Failure as failure:
