@@ -200,6 +200,7 @@ mod tests {
             socket: String::new(),
             started_at_unix_ms: 0,
             idle_timeout_ms: None,
+            exited: None,
         }
     }
 

@@ -62,7 +62,8 @@ Examples:
 
 --json prints an array with one object per daemon; fields (null when unknown):
   key              the daemon key (its directory's name)
-  state            running | stale (gone; dir and log remain) | exiting | unresponsive
+  state            running | stopped (exited cleanly; hidden without --all) |
+                   stale (gone without a clean exit; dir and log remain) | exiting | unresponsive
   note             why it is not running, for humans
   dir, log         its key dir and daemon.log
   pid, version     the daemon's pid and shoal version
@@ -83,6 +84,11 @@ pub(crate) struct StatusArgs {
     /// when the output is not a terminal)
     #[arg(long)]
     wide: bool,
+
+    /// Also list daemons that stopped cleanly (idle timeout, `shoal stop`); by default only a
+    /// count of them is printed. `--json` always lists them
+    #[arg(long)]
+    all: bool,
 }
 
 /// How long a daemon that accepted the connection and sent its hello has to answer `status`.
@@ -115,6 +121,8 @@ pub(crate) struct Entry {
 #[serde(rename_all = "snake_case")]
 pub(crate) enum State {
     Running,
+    /// Gone after a clean exit (idle, `shoal stop`, a signal): nothing to look into.
+    Stopped,
     Stale,
     Exiting,
     Unresponsive,
@@ -137,6 +145,10 @@ pub(crate) fn run(args: &StatusArgs) -> ExitCode {
         json
     } else if entries.is_empty() {
         no_daemons(&runtime_dir)
+    } else if !args.all && entries.iter().all(|entry| entry.state == State::Stopped) {
+        let mut text = no_daemons(&runtime_dir);
+        text.push_str(&stopped_not_shown(entries.len()));
+        text
     } else {
         let home = std::env::var_os("HOME").map(|home| home.to_string_lossy().into_owned());
         let width = if args.wide {
@@ -144,7 +156,19 @@ pub(crate) fn run(args: &StatusArgs) -> ExitCode {
         } else {
             crate::terminal::stdout_width()
         };
-        render_table(&entries, home.as_deref(), width)
+        let stopped = entries
+            .iter()
+            .filter(|entry| entry.state == State::Stopped)
+            .count();
+        if args.all || stopped == 0 {
+            render_table(&entries, home.as_deref(), width)
+        } else {
+            let shown: Vec<Entry> = entries
+                .into_iter()
+                .filter(|entry| entry.state != State::Stopped)
+                .collect();
+            render_table(&shown, home.as_deref(), width) + &stopped_not_shown(stopped)
+        }
     };
     write_stdout(&text)
 }
@@ -217,14 +241,17 @@ impl Entry {
     }
 
     fn from_dir(dir: &KeyDir, error: &ControlError) -> Entry {
+        let exited = dir.meta.as_ref().ok().and_then(|meta| meta.exited.as_ref());
         let state = match error {
+            error if error.is_stale() && exited.is_some() => State::Stopped,
             error if error.is_stale() => State::Stale,
             ControlError::ClosedBeforeHello => State::Exiting,
             _ => State::Unresponsive,
         };
-        let mut note = match error {
-            error if error.is_stale() => format!("not running: {error}"),
-            error => error.to_string(),
+        let mut note = match (error, exited) {
+            (error, Some(exit)) if error.is_stale() => format!("stopped: {}", exit.reason),
+            (error, _) if error.is_stale() => format!("not running: {error}"),
+            (error, _) => error.to_string(),
         };
         let meta = dir.meta.as_ref().ok();
         if let Err(why) = &dir.meta {
@@ -249,6 +276,15 @@ impl Entry {
             rss_bytes: None,
         }
     }
+}
+
+/// The line that says how many cleanly stopped daemons the table leaves out.
+fn stopped_not_shown(count: usize) -> String {
+    format!(
+        "{count} stopped daemon{} not shown (they exited cleanly; `shoal status --all` lists \
+         them, `shoal logs --root DIR` reads their logs).\n",
+        if count == 1 { "" } else { "s" }
+    )
 }
 
 /// What `shoal status` prints when no key dir exists.
@@ -373,6 +409,7 @@ pub(crate) fn render_table(entries: &[Entry], home: Option<&str>, width: Option<
 fn state(state: State) -> &'static str {
     match state {
         State::Running => "running",
+        State::Stopped => "stopped",
         State::Stale => "stale",
         State::Exiting => "exiting",
         State::Unresponsive => "no answer",

@@ -422,8 +422,17 @@ fn stop_stops_the_selected_daemon_only_and_waits_until_it_is_gone() {
     wait_until("the stopped daemon exits", WAIT, || a.exited());
     assert!(!b.exited(), "the other daemon was stopped too");
     let entries = scratch.status_json();
-    assert_eq!(entry(&entries, &a)["state"], "stale");
+    // It exited cleanly, and said so in meta.json: stopped, not stale (which means crashed).
+    assert_eq!(entry(&entries, &a)["state"], "stopped");
+    assert_eq!(entry(&entries, &a)["note"], "stopped: stop requested");
     assert_eq!(entry(&entries, &b)["state"], "running");
+    // The table leaves stopped daemons out, and says how many; --all lists them.
+    let table = text(&scratch.shoal(&scratch.0, &["status"]).stdout);
+    assert!(!table.contains(a.root()), "{table}");
+    assert!(table.contains(b.root()), "{table}");
+    assert!(table.contains("1 stopped daemon not shown"), "{table}");
+    let all = text(&scratch.shoal(&scratch.0, &["status", "--all"]).stdout);
+    assert!(all.contains(a.root()) && all.contains("stopped"), "{all}");
 
     // Only stale left for a: exit 1, saying so.
     let output = scratch.shoal(&scratch.0, &["stop", "--root", a.root()]);

@@ -468,6 +468,25 @@ impl Hub {
         }
     }
 
+    /// Rewrite `meta.json` with how this daemon exited.
+    fn record_exit(&self, reason: &ExitReason) {
+        let path = &self.identity.paths.meta;
+        let written = shoal_ipc::DaemonMeta::read(path).and_then(|mut meta| {
+            meta.exited = Some(shoal_ipc::DaemonExit {
+                at_unix_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| {
+                        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                    }),
+                reason: reason.to_string(),
+            });
+            meta.write(path)
+        });
+        if let Err(error) = written {
+            tracing::debug!(%error, "could not record the exit in meta.json");
+        }
+    }
+
     fn client_gone(&mut self, client: ClientId) {
         self.churned = true;
         let mut out = Outputs::default();
@@ -682,6 +701,11 @@ impl Hub {
         // Dropping the outboxes ends the writers once they flushed what is queued.
         self.sessions.clear();
 
+        // Still ours: say in meta.json that this was a clean exit, so that `shoal status` does
+        // not list this daemon as crashed. A fenced daemon's files are not its own any more.
+        if !matches!(reason, ExitReason::Fenced(_)) && self.ownership.is_some() {
+            self.record_exit(reason);
+        }
         if let Some(ownership) = self.ownership.take()
             && let Err(error) = ownership.release()
         {

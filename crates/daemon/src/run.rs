@@ -92,6 +92,7 @@ fn start_and_serve(
         idle_timeout_ms: config
             .idle_timeout
             .map(|timeout| u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+        exited: None,
     };
     meta.write(&paths.meta).map_err(file_error(&paths.meta))?;
 

@@ -21,5 +21,5 @@ pub mod socket;
 
 pub use key::{DaemonKey, KeyId};
 pub use lines::{KEPT_READ_BUFFER, next_line, send_hello, write_line};
-pub use meta::DaemonMeta;
+pub use meta::{DaemonExit, DaemonMeta};
 pub use paths::{DaemonPaths, MAX_SOCKET_PATH, RuntimeDirSource, resolve_runtime_dir};

@@ -1,8 +1,10 @@
 //! `meta.json`: what a daemon serves, for humans and `shoal status`.
 //!
-//! Written once at start-up, atomically (temporary file, then rename), 0600. It is informative
-//! only: whether a daemon is alive is decided by `daemon.lock`, never by this file, and a crashed
-//! daemon's file stays until the next daemon for the key overwrites it.
+//! Written at start-up, and again at a clean exit with [`DaemonMeta::exited`] set, atomically
+//! (temporary file, then rename), 0600. It is informative only: whether a daemon is alive is
+//! decided by `daemon.lock`, never by this file. A crashed daemon's file stays as it was at
+//! start (no `exited`) until the next daemon for the key overwrites it, which is how
+//! `shoal status` tells a stopped daemon from a crashed one.
 
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -42,6 +44,26 @@ pub struct DaemonMeta {
     pub started_at_unix_ms: u64,
     /// The idle timeout in milliseconds; `None` when the daemon never idles out.
     pub idle_timeout_ms: Option<u64>,
+    /// Set by the daemon as it exits cleanly (idle, `shoal stop`, a signal); absent while it
+    /// runs and after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited: Option<DaemonExit>,
+}
+
+/// How a daemon ended, as it recorded in `meta.json`.
+///
+/// ```
+/// let exit: shoal_ipc::DaemonExit =
+///     serde_json::from_str(r#"{"at_unix_ms": 1700000300000, "reason": "idle timeout"}"#)?;
+/// assert_eq!(exit.reason, "idle timeout");
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonExit {
+    /// When, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Why, for humans (`idle timeout`, `stop requested`, `SIGTERM`...).
+    pub reason: String,
 }
 
 impl DaemonMeta {
