@@ -312,7 +312,7 @@ pub(crate) fn render_table(entries: &[Entry], home: Option<&str>, width: Option<
         "MEMORY",
     ];
     let dash = || "-".to_owned();
-    let rows: Vec<[String; 10]> = entries
+    let mut rows: Vec<[String; 10]> = entries
         .iter()
         .map(|entry| {
             let backend = match (entry.backend_pid, entry.backend_state) {
@@ -343,7 +343,6 @@ pub(crate) fn render_table(entries: &[Entry], home: Option<&str>, width: Option<
             ]
         })
         .collect();
-    let mut rows = rows;
     let mut widths = HEADER.map(|title| title.chars().count());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

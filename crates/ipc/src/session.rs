@@ -66,6 +66,63 @@ impl StateChange {
     }
 }
 
+/// An MCP log level (RFC 5424 severities), ordered from most to least verbose: what a
+/// `logging/setLevel` asks for, which the daemon keeps per session and the proxy replays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LogLevel {
+    /// `debug`.
+    Debug,
+    /// `info`.
+    Info,
+    /// `notice`.
+    Notice,
+    /// `warning`.
+    Warning,
+    /// `error`.
+    Error,
+    /// `critical`.
+    Critical,
+    /// `alert`.
+    Alert,
+    /// `emergency`.
+    Emergency,
+}
+
+impl LogLevel {
+    /// Every level, most verbose first.
+    pub const ALL: [LogLevel; 8] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Notice,
+        LogLevel::Warning,
+        LogLevel::Error,
+        LogLevel::Critical,
+        LogLevel::Alert,
+        LogLevel::Emergency,
+    ];
+
+    /// The level named `name` in a `logging/setLevel` or `notifications/message`.
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL
+            .into_iter()
+            .find(|level| level.as_str() == name)
+    }
+
+    /// Its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+            LogLevel::Alert => "alert",
+            LogLevel::Emergency => "emergency",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +154,14 @@ mod tests {
         }
         assert_eq!(StateChange::of(Kind::Request, "tools/call"), None);
         assert_eq!(StateChange::of(Kind::Request, "Initialize"), None);
+    }
+
+    #[test]
+    fn level_names_round_trip_in_order() {
+        for level in LogLevel::ALL {
+            assert_eq!(LogLevel::parse(level.as_str()), Some(level));
+        }
+        assert!(LogLevel::ALL.is_sorted());
+        assert_eq!(LogLevel::parse("verbose"), None);
     }
 }

@@ -25,7 +25,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use shoal_ipc::session::StateChange;
+use shoal_ipc::session::{LogLevel, StateChange};
 use shoal_wire::{Envelope, ErrorCode, Field, Id, Kind, Line, Validation, error_response};
 
 /// The message for requests lost with their daemon.
@@ -226,29 +226,15 @@ impl Ledger {
     /// Whether the host wants log messages at `level` through MCP: it sent
     /// `notifications/initialized` and a `logging/setLevel` at `level` or more verbose. Hosts
     /// that never asked for log messages get none from the proxy either.
-    pub(crate) fn host_wants_log(&self, level: &str) -> bool {
-        const LEVELS: [&str; 8] = [
-            "debug",
-            "info",
-            "notice",
-            "warning",
-            "error",
-            "critical",
-            "alert",
-            "emergency",
-        ];
-        let rank = |name: &str| LEVELS.iter().position(|known| *known == name);
+    pub(crate) fn host_wants_log(&self, level: LogLevel) -> bool {
         let asked = self.log_level.as_ref().and_then(|request| {
             serde_json::from_slice::<serde_json::Value>(request.line().as_bytes())
                 .ok()?
                 .pointer("/params/level")?
                 .as_str()
-                .and_then(rank)
+                .and_then(LogLevel::parse)
         });
-        self.initialized.is_some()
-            && asked
-                .zip(rank(level))
-                .is_some_and(|(asked, level)| level >= asked)
+        self.initialized.is_some() && asked.is_some_and(|asked| level >= asked)
     }
 
     /// How many requests the daemon has sent the host that are still open.

@@ -126,18 +126,20 @@ async fn watch_for_stops(
 ) -> std::convert::Infallible {
     let parent_gone = watch.parent_gone();
     tokio::pin!(parent_gone);
-    let mut host_gone = false;
+    let mut signals_open = true;
     loop {
         tokio::select! {
-            gone = &mut parent_gone, if !host_gone => {
+            gone = &mut parent_gone => {
                 tracing::info!(?gone, "the host is gone; exiting");
-                host_gone = true;
                 stops.send_replace(Stop::Now(Outcome::HostGone));
+                // Nothing later can change that; the event loop ends on it.
+                return pending().await;
             }
-            received = sigterm.recv() => {
+            received = sigterm.recv(), if signals_open => {
                 if received.is_none() {
                     // No more signals can arrive; only the host's death is left to watch.
-                    pending::<()>().await;
+                    signals_open = false;
+                    continue;
                 }
                 let next = if watch.parent_is_gone() {
                     tracing::info!("SIGTERM: the host is gone; exiting");
@@ -353,7 +355,10 @@ impl Session {
     /// connection is up, so this is the one way a warning after that reaches their user. Also
     /// on stderr, always (the callers log it).
     async fn tell_host(&mut self, text: &str) -> Result<(), HostGone> {
-        if !self.ledger.host_wants_log("warning") {
+        if !self
+            .ledger
+            .host_wants_log(shoal_ipc::session::LogLevel::Warning)
+        {
             return Ok(());
         }
         let message = shoal_wire::notification_value(

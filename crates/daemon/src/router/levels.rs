@@ -4,53 +4,10 @@
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
-use shoal_ipc::session;
+use shoal_ipc::session::{self, LogLevel as Level};
 use shoal_wire::{Envelope, ErrorCode, Id, error_response};
 
 use super::dispatch::{ClientId, Outputs, Router};
-
-/// An MCP log level (RFC 5424 severities), ordered from most to least verbose.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Level {
-    Debug,
-    Info,
-    Notice,
-    Warning,
-    Error,
-    Critical,
-    Alert,
-    Emergency,
-}
-
-impl Level {
-    const ALL: [Level; 8] = [
-        Level::Debug,
-        Level::Info,
-        Level::Notice,
-        Level::Warning,
-        Level::Error,
-        Level::Critical,
-        Level::Alert,
-        Level::Emergency,
-    ];
-
-    pub(crate) fn parse(name: &str) -> Option<Level> {
-        Level::ALL.into_iter().find(|level| level.as_str() == name)
-    }
-
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Level::Debug => "debug",
-            Level::Info => "info",
-            Level::Notice => "notice",
-            Level::Warning => "warning",
-            Level::Error => "error",
-            Level::Critical => "critical",
-            Level::Alert => "alert",
-            Level::Emergency => "emergency",
-        }
-    }
-}
 
 /// Per-client levels and the level the backend was last set to.
 ///
@@ -212,13 +169,5 @@ mod tests {
         );
         assert_eq!(levels.remove(1), None, "3 still needs everything");
         assert_eq!(levels.set(3, Level::Info), Some(Level::Info));
-    }
-
-    #[test]
-    fn names_round_trip() {
-        for level in Level::ALL {
-            assert_eq!(Level::parse(level.as_str()), Some(level));
-        }
-        assert_eq!(Level::parse("verbose"), None);
     }
 }

@@ -14,9 +14,9 @@ use shoal_wire::{Envelope, Field, Id, Line, notification_value};
 
 use super::dispatch::{Outputs, Router};
 use super::in_flight::{InFlight, Owner};
-use super::levels::Level;
 use super::lists::ListKind;
 use super::tasks;
+use shoal_ipc::session::LogLevel as Level;
 
 impl Router {
     pub(super) fn backend_notification(&mut self, envelope: &Envelope, out: &mut Outputs) {
@@ -63,11 +63,8 @@ impl Router {
                     Some(None) => {}
                     // Maybe about the task a request in flight is creating.
                     None if self.in_flight.creating_task() => {
-                        self.tasks.hold_status(
-                            status.task,
-                            envelope.line().clone(),
-                            Instant::now(),
-                        );
+                        self.tasks
+                            .hold_status(status, envelope.line().clone(), Instant::now());
                     }
                     None => {}
                 }

@@ -216,12 +216,8 @@ impl Router {
     /// completions go to it alone.
     pub(super) fn note_required_elicitations(&mut self, client: ClientId, envelope: &Envelope) {
         let line = envelope.line().as_bytes();
-        // Most errors are not this one: look for the code before parsing anything.
-        let code = elicitations::URL_ELICITATION_REQUIRED.to_string();
-        if !line
-            .windows(code.len())
-            .any(|window| window == code.as_bytes())
-        {
+        // Most errors are not this one (`URL_ELICITATION_REQUIRED`): look for the code first.
+        if memchr::memmem::find(line, b"-32042").is_none() {
             return;
         }
         let Ok(message) = serde_json::from_slice::<Value>(line) else {

@@ -57,11 +57,12 @@ pub(super) struct TaskProgress {
 #[derive(Debug)]
 struct Held {
     since: Instant,
-    task: String,
+    status: Status,
     line: Line,
 }
 
 /// What a `notifications/tasks/status` is about.
+#[derive(Debug)]
 pub(super) struct Status {
     pub(super) task: String,
     pub(super) terminal: bool,
@@ -117,16 +118,13 @@ impl Tasks {
         let mut held = Vec::new();
         let mut terminal = false;
         self.held.retain(|entry| {
-            if entry.task != task {
+            if entry.status.task != task {
                 return true;
             }
+            terminal |= entry.status.terminal;
             held.push(entry.line.clone());
             false
         });
-        for line in &held {
-            let envelope = Envelope::parse(line.clone(), shoal_wire::Validation::Envelope);
-            terminal |= status_of(&envelope).is_some_and(|status| status.terminal);
-        }
         if let Some((backend_token, token)) = progress
             && !terminal
         {
@@ -146,7 +144,7 @@ impl Tasks {
     /// Hold a status notification about `task`, which has no known owner yet, until the answer
     /// that creates it arrives. Drops what has waited longer than [`HOLD_FOR`], and this one if
     /// [`MAX_HELD`] are waiting.
-    pub(super) fn hold_status(&mut self, task: String, line: Line, now: Instant) {
+    pub(super) fn hold_status(&mut self, status: Status, line: Line, now: Instant) {
         while self
             .held
             .front()
@@ -160,7 +158,7 @@ impl Tasks {
         }
         self.held.push_back(Held {
             since: now,
-            task,
+            status,
             line,
         });
     }
@@ -275,6 +273,13 @@ mod tests {
         .expect("no newline")
     }
 
+    fn working(task: &str) -> Status {
+        Status {
+            task: task.to_owned(),
+            terminal: false,
+        }
+    }
+
     fn created(task: &str) -> Envelope {
         let line = Line::new(
             format!(r#"{{"jsonrpc":"2.0","id":2,"result":{{"task":{{"taskId":"{task}"}}}}}}"#)
@@ -289,13 +294,13 @@ mod tests {
         let mut tasks = Tasks::default();
         let start = Instant::now();
         for _ in 0..MAX_HELD + 1 {
-            tasks.hold_status("T".to_owned(), status("T"), start);
+            tasks.hold_status(working("T"), status("T"), start);
         }
         assert_eq!(tasks.created(1, &created("T"), None).len(), MAX_HELD);
 
-        tasks.hold_status("U".to_owned(), status("U"), start);
+        tasks.hold_status(working("U"), status("U"), start);
         tasks.hold_status(
-            "W".to_owned(),
+            working("W"),
             status("W"),
             start + HOLD_FOR + Duration::from_millis(1),
         );
