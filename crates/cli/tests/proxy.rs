@@ -1032,9 +1032,20 @@ fn another_users_runtime_dir() {
     let mut args = scratch.proxy_args(&["--no-fallback"], &scratch.server(&[]));
     // The project root must be reachable by whoever runs the proxy.
     args[2] = "/tmp".into();
-    let mut command = Command::new(SHOAL);
+    // A copy of `shoal` that the other user can run wherever this checkout is (a private
+    // temporary clone, say), started from a directory everyone may enter.
+    let base = scratch.runtime_dir.parent().expect("the scratch base");
+    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = scratch.file("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let shoal = bin.join("shoal");
+    std::fs::copy(SHOAL, &shoal).unwrap();
+    std::fs::set_permissions(&shoal, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut command = Command::new(&shoal);
     command
         .args(&args)
+        .current_dir("/")
         .env_remove("SHOAL_LOG")
         .stdin(Stdio::piped());
     let (runtime_dir, owner, us) = if nix::unistd::geteuid().is_root() {
