@@ -1029,7 +1029,9 @@ fn another_users_runtime_dir() {
     use std::os::unix::fs::MetadataExt as _;
     use std::os::unix::process::CommandExt as _;
     let scratch = Scratch::new("foreign");
-    let mut args = scratch.proxy_args(&["--no-fallback"], &scratch.server(&[]));
+    // A server everyone can run (it is never started: the connect fails first), so that the
+    // command check passes whoever runs the proxy.
+    let mut args = scratch.proxy_args(&["--no-fallback"], &[OsString::from("/bin/sh")]);
     // The project root must be reachable by whoever runs the proxy.
     args[2] = "/tmp".into();
     // A copy of `shoal` that the other user can run wherever this checkout is (a private
