@@ -1,12 +1,13 @@
 //! The `shoal` command line: `shoal proxy` (what an MCP host runs), `shoal daemon` (what the
-//! proxy starts), the operator commands `status`, `stop`, `restart` and `logs`, and `shoal demo`.
+//! proxy starts), the operator commands `status`, `stop`, `restart` and `logs`, `shoal install`
+//! (rewrites the hosts' configs) and `shoal demo`.
 //!
 //! # Exit codes
 //!
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success (for `shoal daemon`: it served and exited on idle, `stop` or a signal; for `shoal proxy`: the host closed stdin or went away, or SIGTERM; for `shoal status`: the listing was printed, whatever state the daemons are in) |
-//! | 1 | failure; the message on stderr says what failed and what to do (for `shoal daemon`: it could not start, or it exited because its lock or socket was taken away; for `shoal proxy`: no daemon could be reached and `--no-fallback` was given or the server could not be run directly, or a lost daemon could not be replaced for minutes; for `shoal stop`, `restart` and `logs`: no daemon matched, or one of them could not be stopped or restarted) |
+//! | 1 | failure; the message on stderr says what failed and what to do (for `shoal daemon`: it could not start, or it exited because its lock or socket was taken away; for `shoal proxy`: no daemon could be reached and `--no-fallback` was given or the server could not be run directly, or a lost daemon could not be replaced for minutes; for `shoal stop`, `restart` and `logs`: no daemon matched, or one of them could not be stopped or restarted; for `shoal install`: a config file could not be read, parsed or written, the others were still done) |
 //! | 2 | the command line is invalid (unknown flag, bad value) |
 //! | 3 | `shoal daemon`: another daemon already serves this key; it was left untouched |
 //! | 127 | `shoal proxy`: the server's command was not found (as a shell says it); no daemon was started |
@@ -17,6 +18,7 @@
 mod config;
 mod daemon;
 mod demo;
+mod install;
 mod logs;
 mod proxy;
 mod root;
@@ -53,6 +55,7 @@ enum Command {
     Stop(stop::StopArgs),
     Restart(stop::RestartArgs),
     Logs(logs::LogsArgs),
+    Install(install::InstallArgs),
     Demo(demo::DemoArgs),
     /// The example MCP server `shoal demo` shares (the workspace's test fixture). Not for humans.
     #[command(hide = true)]
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Stop(args) => stop::stop(&args),
         Command::Restart(args) => stop::restart(&args),
         Command::Logs(args) => logs::run(&args),
+        Command::Install(args) => install::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::DemoServer { args } => demo::serve(args),
     }

@@ -31,6 +31,18 @@ pub(crate) struct ProxyArgs {
     no_fallback: bool,
 }
 
+impl ProxyArgs {
+    /// The server's command line.
+    pub(crate) fn server_command(&self) -> &[OsString] {
+        &self.server.command
+    }
+
+    /// The `--key-env` names.
+    pub(crate) fn key_env(&self) -> &[OsString] {
+        &self.server.key_env
+    }
+}
+
 /// The watchdog, armed by [`arm_if_proxy`] before anything else ran.
 static WATCH: OnceLock<ParentWatch> = OnceLock::new();
 

@@ -496,7 +496,7 @@ fn command_cell(argv: &[String]) -> String {
 }
 
 /// The table's root cell: `~` for the home directory.
-fn home_root(root: &str, home: Option<&str>) -> String {
+pub(crate) fn home_root(root: &str, home: Option<&str>) -> String {
     match home {
         Some(home) if !home.is_empty() && home != "/" => match root.strip_prefix(home) {
             Some("") => "~".to_owned(),
@@ -536,7 +536,7 @@ fn keep_end(text: &str, width: usize) -> String {
 /// the middle. The end is what tells apart the servers of one project (`npx -y
 /// @scope/server-memory` and `npx -y @scope/server-filesystem` share all but their last
 /// words); the program says what runs them.
-fn keep_both_ends(text: &str, width: usize) -> String {
+pub(crate) fn keep_both_ends(text: &str, width: usize) -> String {
     let count = text.chars().count();
     if count <= width {
         return text.to_owned();

@@ -597,7 +597,7 @@ fn nothing_to_act_on_is_exit_1_with_a_message() {
 
 #[test]
 fn help() {
-    for command in ["status", "stop", "restart", "logs"] {
+    for command in ["status", "stop", "restart", "logs", "install"] {
         let output = shoal_command().args([command, "--help"]).output().unwrap();
         assert!(output.status.success());
         insta::assert_snapshot!(format!("{command}_help"), text(&output.stdout));
