@@ -356,6 +356,7 @@ fn corpus() -> Vec<Vec<u8>> {
                 pid: 43,
                 host_pid: Some(41),
                 label: "codex".into(),
+                env_differs: Vec::new(),
             }
             .to_line()
             .into_bytes()

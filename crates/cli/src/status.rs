@@ -29,8 +29,9 @@
 //! | `uptime_ms` | integer or null | time since the daemon started |
 //! | `requests_served` | integer or null | client requests answered since start |
 //! | `rss_bytes` | integer or null | resident memory of the daemon plus the server's process group |
+//! | `env_differs` | array of strings | environment variables that sessions set otherwise than the server's environment (names only; empty when none or unknown) |
 //!
-//! Fields other than `key`, `state`, `dir`, `log` and `argv` are null when unknown (a daemon
+//! Fields other than `key`, `state`, `dir`, `log`, `argv` and `env_differs` are null when unknown (a daemon
 //! that did not answer reports only what its `meta.json` says).
 
 use std::fmt::Write as _;
@@ -114,6 +115,7 @@ pub(crate) struct Entry {
     pub(crate) uptime_ms: Option<u64>,
     pub(crate) requests_served: Option<u64>,
     pub(crate) rss_bytes: Option<u64>,
+    pub(crate) env_differs: Vec<String>,
 }
 
 /// Whether a daemon answered; see the module docs.
@@ -237,6 +239,7 @@ impl Entry {
             uptime_ms: Some(u64::try_from(report.uptime.as_millis()).unwrap_or(u64::MAX)),
             requests_served: Some(report.requests_served),
             rss_bytes: report.rss_bytes,
+            env_differs: report.env_differs,
         }
     }
 
@@ -274,6 +277,7 @@ impl Entry {
             uptime_ms: None,
             requests_served: None,
             rss_bytes: None,
+            env_differs: Vec::new(),
         }
     }
 }
@@ -394,6 +398,15 @@ pub(crate) fn render_table(entries: &[Entry], home: Option<&str>, width: Option<
         if let Some(note) = &entry.note {
             stale |= entry.state == State::Stale;
             let _ = writeln!(out, "note: {} ({}): {note}", entry.key, state(entry.state));
+        }
+        if !entry.env_differs.is_empty() {
+            let _ = writeln!(
+                out,
+                "note: {} (running): sessions set {} otherwise than the server's environment \
+                 (it keeps the first session's; `--key-env NAME` splits sessions by value)",
+                entry.key,
+                entry.env_differs.join(", ")
+            );
         }
     }
     if stale {
@@ -621,6 +634,7 @@ mod tests {
             uptime_ms: Some(192_400),
             requests_served: Some(1200),
             rss_bytes: Some(13_002_342),
+            env_differs: Vec::new(),
         }
     }
 
@@ -645,12 +659,14 @@ mod tests {
             stale.requests_served,
             stale.rss_bytes,
         ) = (None, None, None, None, None, None, None);
+        let mut app = running(
+            "/home/me/src/app",
+            &["npx", "-y", "@modelcontextprotocol/server-memory"],
+            4242,
+        );
+        app.env_differs = vec!["DATABASE_URL".into(), "GITHUB_TOKEN".into()];
         let entries = [
-            running(
-                "/home/me/src/app",
-                &["npx", "-y", "@modelcontextprotocol/server-memory"],
-                4242,
-            ),
+            app,
             running(
                 "/home/me/work/a/very/deeply/nested/monorepo/packages/frontend",
                 &["/usr/local/bin/my-server", "--config", "my config.toml"],

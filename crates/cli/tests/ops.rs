@@ -237,6 +237,7 @@ impl Daemon {
             pid: std::process::id(),
             host_pid: None,
             label: name.into(),
+            env_differs: Vec::new(),
         }
         .to_line()
         .as_bytes()

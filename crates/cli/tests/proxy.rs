@@ -28,6 +28,10 @@ use shoal_testkit::process::is_alive;
 
 const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     (
+        "a_session_whose_environment_differs_from_the_servers_is_told_and_status_shows_it",
+        environment_differences,
+    ),
+    (
         "scenario_13_64_proxies_on_a_cold_root_share_one_daemon_and_one_backend",
         sixty_four_proxies_on_a_cold_root,
     ),
@@ -828,6 +832,85 @@ fn xdg_runtime_dir_does_not_split_sessions() {
     }
     wait_until("this test's daemon stops", WAIT, || !is_alive(report.pid));
     let _ = std::fs::remove_dir_all(&paths.dir);
+}
+
+/// A session joining a server started from another environment is warned, on stderr, about the
+/// variables it sets otherwise (not about noise like `PWD`, nor about what it lacks); the daemon
+/// logs them once however many such sessions join, `shoal status` shows them, and no value is
+/// ever written anywhere.
+fn environment_differences() {
+    let scratch = Scratch::new("environ");
+    let server = scratch.server(&[]);
+    let session = |name: &str, env: &[(&str, &str)]| {
+        let (mut command, stderr) = scratch.proxy(&[], &server);
+        command.env_remove("DATABASE_URL").env_remove("API_TOKEN");
+        for (variable, value) in env {
+            command.env(variable, value);
+        }
+        let mut session = Session::spawn(name, command, stderr);
+        session.initialize();
+        session.echo(name);
+        session
+    };
+    let first = session(
+        "first",
+        &[("DATABASE_URL", "postgres://first"), ("PWD", "/a")],
+    );
+    let plain = session(
+        "plain",
+        &[("DATABASE_URL", "postgres://first"), ("PWD", "/b")],
+    );
+    let others: Vec<Session> = (0..2)
+        .map(|n| {
+            session(
+                &format!("other-{n}"),
+                &[
+                    ("DATABASE_URL", "postgres://second-secret"),
+                    ("API_TOKEN", "tok-secret"),
+                ],
+            )
+        })
+        .collect();
+    for quiet in [&first, &plain] {
+        assert!(!quiet.stderr().contains("otherwise"), "{}", quiet.stderr());
+    }
+    for other in &others {
+        assert!(
+            other.stderr().contains(
+                "this session sets API_TOKEN, DATABASE_URL otherwise than the environment the \
+                 shared MCP server was started with"
+            ),
+            "{}",
+            other.stderr()
+        );
+    }
+    let paths = scratch.paths(&server);
+    let report = status(&paths.socket).expect("the daemon answers status");
+    assert_eq!(report.env_differs, ["API_TOKEN", "DATABASE_URL"]);
+    let log = read(&paths.log);
+    assert_eq!(
+        log.matches("variables=\"API_TOKEN,DATABASE_URL\"").count()
+            + log.matches("variables=API_TOKEN,DATABASE_URL").count(),
+        1,
+        "logged once: {log}"
+    );
+    for written in [log, others[0].stderr(), first.stderr()] {
+        assert!(
+            !written.contains("secret"),
+            "a value was written: {written}"
+        );
+    }
+    let listing = Command::new(SHOAL)
+        .args(["status", "--json"])
+        .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
+        .env("SHOAL_CONFIG", proxy_util::NO_CONFIG)
+        .output()
+        .unwrap();
+    let entries: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert_eq!(
+        entries[0]["env_differs"],
+        serde_json::json!(["API_TOKEN", "DATABASE_URL"])
+    );
 }
 
 /// A host that strips every `SHOAL_*` variable (Codex CLI passes servers a fixed list) still gets

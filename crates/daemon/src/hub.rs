@@ -35,7 +35,7 @@
 //! `spawn.lock`, which the exiting daemon releases only after its socket and `daemon.lock` are
 //! gone: so that proxy starts a new daemon, and is served.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,7 +156,14 @@ pub(crate) struct Hub {
     drain: Option<DrainGuard>,
     /// A session left since memory was last given back (see `memory.rs`).
     churned: bool,
+    /// The variables sessions set otherwise than the server's environment (their hellos say
+    /// which), each logged once; at most [`ENV_DIFFERS_KEPT`].
+    env_differs: BTreeSet<String>,
 }
+
+/// How many names [`Hub::env_differs`] keeps: enough for any real mismatch, bounded against a
+/// stream of sessions with ever new variables.
+const ENV_DIFFERS_KEPT: usize = 64;
 
 #[derive(Debug)]
 struct Session {
@@ -235,6 +242,7 @@ impl Hub {
             backend_room: setup.backend_room,
             sessions: HashMap::new(),
             churned: false,
+            env_differs: BTreeSet::new(),
             idle: IdleExit {
                 // Armed at start-up: a daemon nobody connects to must not live forever.
                 deadline: setup
@@ -373,6 +381,7 @@ impl Hub {
                         n_clients = self.sessions.len() + 1,
                         "session joined"
                     );
+                    self.note_env_differs(&hello.env_differs);
                 });
                 self.sessions.insert(
                     client,
@@ -579,6 +588,30 @@ impl Hub {
         }
     }
 
+    /// Log the variables a joining session sets otherwise than the server's environment, those
+    /// not logged before, and keep them for `status`.
+    fn note_env_differs(&mut self, names: &[String]) {
+        let new: Vec<&str> = names
+            .iter()
+            .filter(|name| !self.env_differs.contains(*name))
+            .map(String::as_str)
+            .collect();
+        if new.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            variables = new.join(","),
+            "this session sets environment variables otherwise than the environment the server \
+             was started with; the server does not see its values (`--key-env NAME` gives \
+             sessions their own server by value)"
+        );
+        for name in new {
+            if self.env_differs.len() < ENV_DIFFERS_KEPT {
+                self.env_differs.insert(name.to_owned());
+            }
+        }
+    }
+
     fn status(&self) -> StatusReport {
         let backend_pid = self.backend.pid();
         let backend_state = if self.exiting {
@@ -607,6 +640,7 @@ impl Hub {
             uptime: self.started.elapsed(),
             requests_served: self.router.requests_served(),
             rss_bytes,
+            env_differs: self.env_differs.iter().cloned().collect(),
         }
     }
 

@@ -72,6 +72,7 @@ pub async fn send_hello<W>(
     role: Role,
     label: &str,
     host_pid: Option<u32>,
+    env_differs: Vec<String>,
 ) -> io::Result<()>
 where
     W: AsyncWrite + Unpin + ?Sized,
@@ -81,6 +82,7 @@ where
         pid: std::process::id(),
         host_pid,
         label: label.to_owned(),
+        env_differs,
     };
     write_line(writer, &hello.to_line()).await
 }

@@ -39,6 +39,8 @@ pub(crate) struct Connection {
     pub(crate) writer: WriteHalf,
     /// The daemon's pid, from its hello (checked against the peer credentials).
     pub(crate) pid: u32,
+    /// The variables this session sets otherwise than the server's environment (names only).
+    pub(crate) env_differs: Vec<String>,
 }
 
 /// How one connection attempt went.
@@ -182,7 +184,16 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
             hello.pid, hello.version, hello.key, config.key
         ));
     }
-    if let Err(error) = send_hello(&mut writer, Role::Session, &config.label, host_pid).await {
+    let env_differs = crate::environment::differing_from(hello.pid);
+    if let Err(error) = send_hello(
+        &mut writer,
+        Role::Session,
+        &config.label,
+        host_pid,
+        env_differs.clone(),
+    )
+    .await
+    {
         // The daemon went away between its hello and ours: it was exiting.
         return Attempt::Absent(format!("the daemon closed the connection: {error}"));
     }
@@ -193,6 +204,7 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
         reader,
         writer,
         pid: hello.pid,
+        env_differs,
     })
 }
 

@@ -16,6 +16,7 @@
 //!    SIGTERM asked it to stop.
 
 mod connect;
+mod environment;
 mod fallback;
 mod ledger;
 mod session;

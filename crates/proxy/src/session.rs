@@ -95,6 +95,9 @@ pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outc
     let config = Arc::new(config);
     let first = find_or_start(&config, host_pid).await?;
     tracing::debug!(daemon_pid = first.pid, "connected");
+    if !first.env_differs.is_empty() {
+        tracing::warn!("{}", environment_warning(&first.env_differs));
+    }
     let (stops, stop) = watch::channel(Stop::Running);
     let mut session = Session {
         stop_for_writes: stop.clone(),
@@ -115,6 +118,17 @@ pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outc
         outcome = session.serve(first) => outcome,
         never = watch_for_stops(sigterm, watch, config.tuning.drain, stops) => match never {},
     }
+}
+
+/// What to tell the user when the shared server was started from an environment that differs
+/// from this session's in `names`.
+fn environment_warning(names: &[String]) -> String {
+    format!(
+        "this session sets {} otherwise than the environment the shared MCP server was started \
+         with (another session's): the server does not see this session's values; if it must, \
+         give sessions their own server by value with `shoal proxy --key-env NAME`",
+        names.join(", ")
+    )
 }
 
 /// Turn SIGTERM and the host's death into [`Stop`]s, for as long as the proxy runs.
@@ -434,7 +448,17 @@ impl Session {
             "shoal reconnected to the shared MCP server: the session was restored (its \
              initialization, log level and subscriptions replayed)",
         )
-        .await
+        .await?;
+        let differs = connection
+            .as_ref()
+            .map(|connection| connection.env_differs.clone())
+            .unwrap_or_default();
+        if differs.is_empty() {
+            return Ok(());
+        }
+        let warning = environment_warning(&differs);
+        tracing::warn!("{warning}");
+        self.tell_host(&warning).await
     }
 
     /// The queue waited `queue_patience`: answer its requests with errors, and every later one at

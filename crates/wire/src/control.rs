@@ -109,6 +109,7 @@ pub enum BackendState {
 ///     uptime: Duration::from_millis(61_500),
 ///     requests_served: 1200,
 ///     rss_bytes: Some(52_428_800),
+///     env_differs: vec!["DATABASE_URL".into()],
 /// };
 /// let line = ControlResponse::Status(report.clone()).to_line();
 /// assert_eq!(ControlResponse::parse(line.as_bytes())?, ControlResponse::Status(report));
@@ -143,6 +144,11 @@ pub struct StatusReport {
     /// Resident memory of the daemon and backend tree, when the platform reports it.
     #[serde(default)]
     pub rss_bytes: Option<u64>,
+    /// The environment variables sessions set otherwise than the server's environment, from
+    /// their hellos ([`ClientHello::env_differs`](crate::ClientHello::env_differs)), sorted;
+    /// names only. Omitted when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_differs: Vec<String>,
 }
 
 /// Every `op` [`ControlRequest`] knows; anything else is "unsupported", not "malformed".

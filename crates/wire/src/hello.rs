@@ -106,7 +106,7 @@ pub enum Role {
 /// ```
 /// use shoal_wire::{ClientHello, Role};
 ///
-/// let hello = ClientHello { role: Role::Session, pid: 777, host_pid: Some(700), label: "claude-code".into() };
+/// let hello = ClientHello { role: Role::Session, pid: 777, host_pid: Some(700), label: "claude-code".into(), env_differs: Vec::new() };
 /// let line = hello.to_line();
 /// assert_eq!(
 ///     line.as_bytes(),
@@ -126,7 +126,38 @@ pub struct ClientHello {
     pub host_pid: Option<u32>,
     /// A human label for logs and status (e.g. the host's name); not used for any decision.
     pub label: String,
+    /// The names of the environment variables this session sets otherwise than the daemon's
+    /// (and so the server's) environment, sorted, at most [`ENV_NAMES_MAX`] of at most
+    /// [`ENV_NAME_MAX_LEN`] bytes each; never a value. For logs and status: the server keeps
+    /// the environment of the session that started it. Omitted when empty.
+    ///
+    /// ```
+    /// use shoal_wire::{ClientHello, Role};
+    ///
+    /// let hello = ClientHello {
+    ///     env_differs: vec!["DATABASE_URL".into()],
+    ///     ..ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new() }
+    /// };
+    /// assert!(hello.to_line().as_bytes().ends_with(br#""label":"codex","env_differs":["DATABASE_URL"]}"#));
+    /// ```
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_differs: Vec<String>,
 }
+
+/// At most this many names in [`ClientHello::env_differs`], so that a hello stays far below
+/// [`HELLO_MAX_LEN`] (16 × 64 bytes and their quotes).
+///
+/// ```
+/// assert!(shoal_wire::ENV_NAMES_MAX * (shoal_wire::ENV_NAME_MAX_LEN + 3) < shoal_wire::HELLO_MAX_LEN / 2);
+/// ```
+pub const ENV_NAMES_MAX: usize = 16;
+
+/// The longest name [`ClientHello::env_differs`] holds, in bytes.
+///
+/// ```
+/// assert_eq!(shoal_wire::ENV_NAME_MAX_LEN, 64);
+/// ```
+pub const ENV_NAME_MAX_LEN: usize = 64;
 
 impl DaemonHello {
     /// The hello as a line: marker and protocol first, then the fields.
@@ -159,7 +190,7 @@ impl ClientHello {
     /// ```
     /// use shoal_wire::{ClientHello, Role};
     ///
-    /// let hello = ClientHello { role: Role::Control, pid: 1, host_pid: None, label: "shoal status".into() };
+    /// let hello = ClientHello { role: Role::Control, pid: 1, host_pid: None, label: "shoal status".into(), env_differs: Vec::new() };
     /// assert_eq!(
     ///     hello.to_line().as_bytes(),
     ///     br#"{"shoal":"client-hello","protocol":1,"role":"control","pid":1,"label":"shoal status"}"#
@@ -385,7 +416,7 @@ mod tests {
     fn parses_client_hellos() {
         check_client(
             r#"{"shoal":"client-hello","protocol":1,"role":"control","pid":5,"label":"x","extra":[1]}"#,
-            r#"ClientHello { role: Control, pid: 5, host_pid: None, label: "x" }"#,
+            r#"ClientHello { role: Control, pid: 5, host_pid: None, label: "x", env_differs: [] }"#,
         );
         check_client(
             r#"{"protocol":7,"shoal":"client-hello"}"#,

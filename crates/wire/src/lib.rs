@@ -69,8 +69,8 @@ pub use control::{BackendState, ControlRequest, ControlResponse, StatusReport};
 pub use envelope::{Envelope, Field, Invalid, InvalidReason, Kind, Rewritten, Validation};
 pub use error::{Error, LineError};
 pub use hello::{
-    ClientHello, DaemonHello, HELLO_MAX_LEN, HELLO_TIMEOUT, LineStream, PROTOCOL, Role,
-    read_client_hello, read_daemon_hello,
+    ClientHello, DaemonHello, ENV_NAME_MAX_LEN, ENV_NAMES_MAX, HELLO_MAX_LEN, HELLO_TIMEOUT,
+    LineStream, PROTOCOL, Role, read_client_hello, read_daemon_hello,
 };
 pub use id::Id;
 pub use line::Line;

@@ -59,7 +59,7 @@ async fn bad_hellos_are_typed_errors() {
     // Blank lines before the hello are tolerated, like anywhere else on the wire.
     check(
         b"\r\n{\"shoal\":\"client-hello\",\"protocol\":1,\"role\":\"control\",\"pid\":2,\"label\":\"cli\"}\n",
-        r#"ClientHello { role: Control, pid: 2, host_pid: None, label: "cli" }"#,
+        r#"ClientHello { role: Control, pid: 2, host_pid: None, label: "cli", env_differs: [] }"#,
     )
     .await;
 }
@@ -133,6 +133,7 @@ async fn client_hello_round_trip() {
         pid: 1,
         host_pid: Some(2),
         label: "codex".into(),
+        env_differs: Vec::new(),
     };
     let mut bytes = hello.to_line().as_bytes().to_vec();
     bytes.push(b'\n');

@@ -25,6 +25,7 @@ fn hello_lines() {
         pid: 4300,
         host_pid: Some(4299),
         label: "claude-code".into(),
+        env_differs: Vec::new(),
     };
     insta::assert_snapshot!("client_hello_session", text(&session.to_line()));
     let control = ClientHello {
@@ -32,6 +33,7 @@ fn hello_lines() {
         pid: 4301,
         host_pid: None,
         label: "shoal status".into(),
+        env_differs: Vec::new(),
     };
     insta::assert_snapshot!("client_hello_control", text(&control.to_line()));
 }
@@ -75,6 +77,7 @@ fn control_messages() {
         uptime: Duration::from_millis(3_723_004),
         requests_served: 1234,
         rss_bytes: Some(104_857_600),
+        env_differs: vec!["DATABASE_URL".into()],
     };
     let responses = [
         ControlResponse::Status(report),

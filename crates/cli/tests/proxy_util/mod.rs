@@ -227,6 +227,7 @@ pub(crate) fn connect_as(socket: &Path, role: Role) -> Option<UnixStream> {
         pid: std::process::id(),
         host_pid: None,
         label: "proxy-test".into(),
+        env_differs: Vec::new(),
     }
     .to_line()
     .as_bytes()

@@ -324,6 +324,7 @@ pub(crate) fn send_client_hello(stream: &mut UnixStream, role: Role) {
         pid: std::process::id(),
         host_pid: None,
         label: "daemon-test".into(),
+        env_differs: Vec::new(),
     }
     .to_line()
     .as_bytes()
