@@ -549,40 +549,11 @@ impl Run {
                 .args(["status", "--json"])
                 .env("SHOAL_RUNTIME_DIR", &self.scratch.runtime_dir),
         )?;
-        serde_json::from_str(&text).with_context(|| format!("shoal status --json printed {text:?}"))
+        parse_status(&text)
     }
 
-    /// Live everything-server processes serving our project: `node <entry> ...` whose working
-    /// directory is the project root (the daemon starts its server there). Zombies do not count.
     fn server_processes(&self) -> Vec<u32> {
-        self.processes(|argv| {
-            argv.first() == Some(&self.tools.node.as_os_str().as_encoded_bytes())
-                && argv.get(1) == Some(&self.peers.server.as_os_str().as_encoded_bytes())
-        })
-        .into_iter()
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == self.scratch.root)
-        })
-        .collect()
-    }
-
-    /// Live processes (zombies do not count) whose argv satisfies `matches`, from `/proc`.
-    fn processes(&self, matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        let mut found: Vec<u32> = entries
-            .flatten()
-            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|&pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
-                    let argv: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
-                    matches(&argv)
-                }) && is_alive(pid)
-            })
-            .collect();
-        found.sort_unstable();
-        found
+        server_processes(&self.tools.node, &self.peers.server, &self.scratch.root)
     }
 
     fn pass(&mut self, name: &str, detail: &str) {
@@ -639,7 +610,7 @@ impl Run {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        for pid in self.processes(|argv| {
+        for pid in processes(|argv| {
             argv.first() == Some(&self.shoal.as_os_str().as_encoded_bytes())
                 && argv.get(1) == Some(&b"proxy".as_slice())
                 && argv.contains(&self.scratch.root.as_os_str().as_encoded_bytes())
@@ -665,18 +636,7 @@ impl Run {
             say(&format!("interop: killing leftover process {pid}"));
             let _ = shoal_testkit::process::kill(pid);
         }
-        if let Ok(entries) = std::fs::read_dir(&self.scratch.runtime_dir) {
-            for entry in entries.flatten() {
-                let log = entry.path().join("daemon.log");
-                if let Ok(text) = std::fs::read_to_string(&log) {
-                    let lines: Vec<&str> = text.lines().collect();
-                    say(&format!("interop: last lines of {}:", log.display()));
-                    for line in &lines[lines.len().saturating_sub(40)..] {
-                        say(&format!("    {line}"));
-                    }
-                }
-            }
-        }
+        print_daemon_logs(&self.scratch.runtime_dir);
         say(&format!(
             "interop: kept {} for inspection",
             self.scratch.base.display()
@@ -688,6 +648,60 @@ impl Drop for Run {
     fn drop(&mut self) {
         if self.finished {
             let _ = std::fs::remove_dir_all(&self.scratch.base);
+        }
+    }
+}
+
+/// `shoal status --json`'s entries.
+fn parse_status(text: &str) -> anyhow::Result<Vec<Value>> {
+    serde_json::from_str(text).with_context(|| format!("shoal status --json printed {text:?}"))
+}
+
+/// Live everything-server processes serving the project `root`: `node <entry> ...` whose working
+/// directory is `root` (the daemon starts its server there, and so does a host). Zombies do not
+/// count.
+fn server_processes(node: &Path, server: &Path, root: &Path) -> Vec<u32> {
+    processes(|argv| {
+        argv.first() == Some(&node.as_os_str().as_encoded_bytes())
+            && argv.get(1) == Some(&server.as_os_str().as_encoded_bytes())
+    })
+    .into_iter()
+    .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == root))
+    .collect()
+}
+
+/// Live processes (zombies do not count) whose argv satisfies `matches`, from `/proc`.
+fn processes(matches: impl Fn(&[&[u8]]) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<u32> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+                let argv: Vec<&[u8]> = cmdline.split(|&byte| byte == 0).collect();
+                matches(&argv)
+            }) && is_alive(pid)
+        })
+        .collect();
+    found.sort_unstable();
+    found
+}
+
+/// The tail of each daemon log under `runtime_dir`, for a failure report.
+fn print_daemon_logs(runtime_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(runtime_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let log = entry.path().join("daemon.log");
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            let lines: Vec<&str> = text.lines().collect();
+            say(&format!("interop: last lines of {}:", log.display()));
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                say(&format!("    {line}"));
+            }
         }
     }
 }
