@@ -1,9 +1,10 @@
 //! `cargo xtask interop`: real third-party MCP peers talk through `shoal proxy`.
 //!
 //! The server is the reference `@modelcontextprotocol/server-everything` (npm); the clients are
-//! the official Python SDK (`mcp` on PyPI) and the official TypeScript SDK (npm). All are pinned
-//! in `xtask/interop/` and installed into `target/interop/` (never globally) when missing or when
-//! the pins changed. What runs (`docs/interop.md` is the user's view):
+//! the official Python SDK (`mcp` on PyPI) and the official TypeScript SDK (npm); the host is
+//! Gemini CLI (npm). All are pinned in `xtask/interop/` and installed into `target/interop/`
+//! (never globally) when missing or when the pins changed. What runs (`docs/interop.md` is the
+//! user's view):
 //!
 //! - `xtask/interop/clients.py` opens four client sessions at once (three Python SDK sessions,
 //!   and one TypeScript SDK session run by `ts-client.mjs`), each through its own
@@ -21,6 +22,11 @@
 //! Synchronisation is by events only (the script's lines, which follow the SDKs' answers and
 //! notifications); a global deadline kills the script, its proxies and the daemons, and fails the
 //! run.
+//!
+//! Then [`host`] runs a real MCP host, Gemini CLI, with shoal: the host's own `mcp add`, `shoal
+//! install` on the config it wrote, and the host's own connection checks, two of them at once.
+
+mod host;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -87,10 +93,9 @@ pub(crate) fn run(install_only: bool) -> anyhow::Result<()> {
     let outcome = outcome.and_then(|()| run.stop_all());
     match &outcome {
         Ok(()) => {
-            run.finished = true;
             say(&format!(
-                "interop: all {} checks passed in {:.1?}: {CLIENTS} clients ({}) through one \
-                 shoal daemon to {}, a daemon SIGKILL survived, nothing left running",
+                "interop: SDK stage: all {} checks passed in {:.1?}: {CLIENTS} clients ({}) \
+                 through one shoal daemon to {}, a daemon SIGKILL survived, nothing left running",
                 run.checks,
                 started.elapsed(),
                 run.peers.client_version,
@@ -99,7 +104,20 @@ pub(crate) fn run(install_only: bool) -> anyhow::Result<()> {
         }
         Err(_) => run.report_failure(),
     }
-    outcome
+    outcome?;
+
+    // The SDK stage has stopped everything it started; the host stage has its own dirs and
+    // runtime dir, so neither sees the other's daemons.
+    host::run(&host::Setup {
+        shoal: &run.shoal,
+        node: &run.tools.node,
+        server: &run.peers.server,
+        gemini: &run.peers.gemini,
+        dir: run.scratch.base.join("gemini"),
+    })?;
+    run.finished = true;
+    say(&format!("interop: all passed in {:.1?}", started.elapsed()));
+    Ok(())
 }
 
 /// The interpreters interop needs from the machine.
@@ -160,6 +178,8 @@ struct Peers {
     python: PathBuf,
     /// `ts-client.mjs`, copied next to the installed TypeScript SDK so that its imports resolve.
     ts_client: PathBuf,
+    /// The MCP host of the host stage.
+    gemini: host::Gemini,
     server_version: String,
     client_version: String,
 }
@@ -187,8 +207,9 @@ fn install(tools: &Tools) -> anyhow::Result<Peers> {
     // npm: `npm ci` installs exactly the lock file (integrity hashes checked) into its own dir.
     let npm_dir = interop_dir().join("npm");
     let server = npm_dir.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    let gemini_manifest = npm_dir.join("node_modules/@google/gemini-cli/package.json");
     let stamp = [package_json.as_slice(), b"\0", package_lock.as_slice()].concat();
-    if !is_installed(&npm_dir, &stamp, &server) {
+    if !is_installed(&npm_dir, &stamp, &[&server, &gemini_manifest]) {
         say(&format!(
             "interop: installing the pinned npm peers into {}",
             npm_dir.display()
@@ -203,11 +224,13 @@ fn install(tools: &Tools) -> anyhow::Result<Peers> {
             .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
             .args(["--loglevel", "error"]);
         run_command(npm).context("failed to install the npm peers of interop")?;
-        ensure!(
-            server.is_file(),
-            "npm ci succeeded but {} is missing",
-            server.display()
-        );
+        for installed in [&server, &gemini_manifest] {
+            ensure!(
+                installed.is_file(),
+                "npm ci succeeded but {} is missing",
+                installed.display()
+            );
+        }
         write_stamp(&npm_dir, &stamp)?;
     }
 
@@ -216,7 +239,7 @@ fn install(tools: &Tools) -> anyhow::Result<Peers> {
     let python = venv.join("bin").join("python");
     let python_version = output(Command::new(&tools.python).arg("--version"))?;
     let stamp = [requirements.as_slice(), b"\0", python_version.as_bytes()].concat();
-    if !is_installed(&venv, &stamp, &python) {
+    if !is_installed(&venv, &stamp, &[&python]) {
         say(&format!(
             "interop: installing the pinned PyPI peers into {}",
             venv.display()
@@ -259,10 +282,12 @@ fn install(tools: &Tools) -> anyhow::Result<Peers> {
         "{PYTHON_CLIENTS} x Python SDK mcp {}, 1 x TypeScript SDK {sdk_version}",
         python_sdk.trim()
     );
+    let gemini = host::Gemini::installed(&gemini_manifest)?;
     Ok(Peers {
         server,
         python,
         ts_client,
+        gemini,
         server_version,
         client_version,
     })
@@ -270,8 +295,9 @@ fn install(tools: &Tools) -> anyhow::Result<Peers> {
 
 const STAMP: &str = ".shoal-installed-from";
 
-fn is_installed(dir: &Path, stamp: &[u8], must_exist: &Path) -> bool {
-    must_exist.is_file() && std::fs::read(dir.join(STAMP)).is_ok_and(|found| found == stamp)
+fn is_installed(dir: &Path, stamp: &[u8], must_exist: &[&Path]) -> bool {
+    must_exist.iter().all(|path| path.is_file())
+        && std::fs::read(dir.join(STAMP)).is_ok_and(|found| found == stamp)
 }
 
 fn write_stamp(dir: &Path, stamp: &[u8]) -> anyhow::Result<()> {
