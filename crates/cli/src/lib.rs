@@ -21,6 +21,7 @@ mod demo;
 mod install;
 mod logs;
 mod proxy;
+mod prune;
 mod root;
 mod select;
 mod server;

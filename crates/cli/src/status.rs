@@ -50,7 +50,8 @@ use shoal_ipc::control::{ControlConnection, ControlError};
 ///
 /// Daemons that do not answer are listed as `stale` (gone: their directory and log remain until
 /// the next daemon for that key starts), `exiting` or `unresponsive`, never waited on for more
-/// than a few seconds.
+/// than a few seconds. Daemons that stopped cleanly more than a day ago are pruned first (their
+/// directory and log are removed), and the listing says how many.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
@@ -75,7 +76,8 @@ Examples:
   clients          connected sessions
   uptime_ms        time since the daemon started
   requests_served  client requests answered
-  rss_bytes        resident memory of the daemon plus the server's process group")]
+  rss_bytes        resident memory of the daemon plus the server's process group
+  env_differs      variables sessions set otherwise than the server's environment (names)")]
 pub(crate) struct StatusArgs {
     /// Print a JSON array (one object per daemon) instead of a table
     #[arg(long)]
@@ -131,8 +133,11 @@ pub(crate) enum State {
 }
 
 pub(crate) fn run(args: &StatusArgs) -> ExitCode {
-    let listed = select::runtime_dir()
-        .and_then(|(runtime_dir, _)| Ok((collect(&runtime_dir)?, runtime_dir)));
+    let mut pruned = 0;
+    let listed = select::runtime_dir().and_then(|(runtime_dir, _)| {
+        pruned = crate::prune::prune(&runtime_dir, std::time::SystemTime::now());
+        Ok((collect(&runtime_dir)?, runtime_dir))
+    });
     let (entries, runtime_dir) = match listed {
         Ok(listed) => listed,
         Err(error) => {
@@ -140,6 +145,12 @@ pub(crate) fn run(args: &StatusArgs) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
+    if pruned > 0 && args.json {
+        #[expect(clippy::print_stderr, reason = "--json keeps stdout for the JSON")]
+        {
+            eprint!("{}", pruned_line(pruned));
+        }
+    }
     let text = if args.json {
         let mut json = serde_json::to_string_pretty(&entries)
             .expect("Entry has string keys and no maps: it always serialises");
@@ -172,7 +183,21 @@ pub(crate) fn run(args: &StatusArgs) -> ExitCode {
             render_table(&shown, home.as_deref(), width) + &stopped_not_shown(stopped)
         }
     };
+    let text = if pruned > 0 && !args.json {
+        text + &pruned_line(pruned)
+    } else {
+        text
+    };
     write_stdout(&text)
+}
+
+/// The line that says how many long-stopped daemons were pruned.
+fn pruned_line(count: usize) -> String {
+    format!(
+        "Pruned {count} daemon{} that stopped cleanly more than a day ago (their directories and \
+         logs are removed).\n",
+        if count == 1 { "" } else { "s" }
+    )
 }
 
 /// Probe every key dir under `runtime_dir`, all at once.

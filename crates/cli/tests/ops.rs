@@ -214,6 +214,12 @@ impl Daemon {
         self.root.to_str().unwrap()
     }
 
+    /// SIGKILL it (a crash: its lock and socket stay) and reap it.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the process has exited (reaping it).
     fn exited(&mut self) -> bool {
         self.child.try_wait().unwrap().is_some()
@@ -452,6 +458,62 @@ fn stop_stops_the_selected_daemon_only_and_waits_until_it_is_gone() {
     );
     assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
     wait_until("b exits", WAIT, || b.exited());
+}
+
+/// Make `meta.json` say the daemon stopped `ago` before now (what a day's wait would do).
+fn age_exit(paths: &DaemonPaths, ago: Duration) {
+    let mut meta: Value = serde_json::from_slice(&std::fs::read(&paths.meta).unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    meta["exited"]["at_unix_ms"] = json!(u64::try_from((now - ago).as_millis()).unwrap());
+    std::fs::write(&paths.meta, serde_json::to_vec(&meta).unwrap()).unwrap();
+}
+
+#[test]
+fn status_prunes_daemons_stopped_cleanly_more_than_a_day_ago_and_says_so() {
+    let scratch = Scratch::new("prune");
+    let old = Daemon::start(&scratch, &scratch.project("old"), &[]);
+    let recent = Daemon::start(&scratch, &scratch.project("recent"), &[]);
+    let mut running = Daemon::start(&scratch, &scratch.project("running"), &[]);
+    for daemon in [&old, &recent] {
+        let output = scratch.shoal(&daemon.root, &["stop"]);
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    }
+    age_exit(&old.paths, Duration::from_secs(25 * 3600));
+    age_exit(&recent.paths, Duration::from_secs(23 * 3600));
+    // A stale dir (a crash: no clean exit recorded) is kept however old.
+    running.kill();
+    let table = text(&scratch.shoal(&scratch.0, &["status", "--all"]).stdout);
+    assert!(
+        table.ends_with(
+            "Pruned 1 daemon that stopped cleanly more than a day ago (their directories and \
+             logs are removed).\n"
+        ),
+        "{table}"
+    );
+    assert!(!old.paths.dir.exists(), "the old dir is still there");
+    assert!(!table.contains(old.root()), "{table}");
+    assert!(
+        recent.paths.dir.exists() && table.contains(recent.root()),
+        "{table}"
+    );
+    assert!(
+        running.paths.dir.exists() && table.contains("stale"),
+        "{table}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(scratch.runtime_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    // Nothing more to prune: nothing said.
+    let again = text(&scratch.shoal(&scratch.0, &["status"]).stdout);
+    assert!(!again.contains("Pruned"), "{again}");
+    // The key is usable again: a new daemon starts in a new dir.
+    let mut back = Daemon::start(&scratch, &old.root, &[]);
+    assert_eq!(entry(&scratch.status_json(), &back)["state"], "running");
+    back.kill();
 }
 
 #[test]

@@ -28,6 +28,10 @@ use shoal_testkit::process::is_alive;
 
 const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     (
+        "pruning_a_long_stopped_daemons_dir_while_proxies_start_loses_no_session",
+        pruning_races_proxies,
+    ),
+    (
         "a_session_whose_environment_differs_from_the_servers_is_told_and_status_shows_it",
         environment_differences,
     ),
@@ -832,6 +836,116 @@ fn xdg_runtime_dir_does_not_split_sessions() {
     }
     wait_until("this test's daemon stops", WAIT, || !is_alive(report.pid));
     let _ = std::fs::remove_dir_all(&paths.dir);
+}
+
+/// Proxies on the slow path of a key whose old dir `shoal status` prunes: waiting for the old
+/// `spawn.lock` when the dir is moved away, each finds its lock removed and starts over; racing
+/// real pruners, none falls back, none fails, and one daemon in one new dir serves them all.
+fn pruning_races_proxies() {
+    const PROXIES: usize = 6;
+    const PRUNERS: usize = 3;
+    for round in 0..4 {
+        let scratch = Scratch::new("prune");
+        let server = scratch.server(&[]);
+        let paths = scratch.paths(&server);
+        // A daemon that ran and stopped cleanly a day and more ago.
+        let mut first = scratch.client("first", &server);
+        first.initialize();
+        drop(first);
+        let stop = Command::new(SHOAL)
+            .args(["stop", "--all"])
+            .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
+            .output()
+            .unwrap();
+        assert!(
+            stop.status.success(),
+            "{}",
+            String::from_utf8_lossy(&stop.stderr)
+        );
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&paths.meta).unwrap()).unwrap();
+        meta["exited"]["at_unix_ms"] = serde_json::json!(1_000_000_u64);
+        std::fs::write(&paths.meta, serde_json::to_vec(&meta).unwrap()).unwrap();
+
+        let deterministic = round % 2 == 0;
+        let held = deterministic.then(|| {
+            let lock = shoal_lockfile::PersistentLock::new(&paths.spawn_lock).unwrap();
+            lock.try_lock().unwrap()
+        });
+        let pruners: Vec<std::process::Child> = if deterministic {
+            Vec::new()
+        } else {
+            (0..PRUNERS)
+                .map(|_| {
+                    Command::new(SHOAL)
+                        .arg("status")
+                        .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
+                        .stdout(std::process::Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect()
+        };
+        let mut sessions: Vec<Session> = (0..PROXIES)
+            .map(|n| {
+                let (mut command, stderr) = scratch.proxy(&["--no-fallback"], &server);
+                command.env("SHOAL_LOG", "info,shoal_proxy=debug");
+                Session::spawn(&format!("proxy {n}"), command, stderr)
+            })
+            .collect();
+        if let Some(held) = held {
+            // Every proxy found no daemon and is on its way to the old spawn.lock; then the
+            // dir goes, as the pruner moves it, and the lock is let go.
+            for session in &sessions {
+                wait_until("the proxy takes the slow path", WAIT, || {
+                    session.stderr().contains("no daemon answered")
+                });
+            }
+            std::fs::rename(&paths.dir, scratch.runtime_dir.join(".pruned-by-test")).unwrap();
+            drop(held);
+        }
+        for (n, session) in sessions.iter_mut().enumerate() {
+            session.initialize();
+            session.echo(&format!("after pruning {n}"));
+        }
+        for mut pruner in pruners {
+            assert!(pruner.wait().unwrap().success());
+        }
+        let report = status(&paths.socket).expect("a daemon serves the key's dir");
+        assert_eq!(report.n_clients, PROXIES as u32, "{report:?}");
+        let key_dirs = std::fs::read_dir(&scratch.runtime_dir)
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                !name.to_string_lossy().starts_with('.')
+            })
+            .count();
+        assert_eq!(key_dirs, 1, "one key dir");
+        // One decider at a time: no proxy holding a lock that was no longer at the path went on
+        // to start a second daemon.
+        let log = read(&paths.log);
+        assert_eq!(log.matches("daemon ready").count(), 1, "{log}");
+        assert!(
+            !log.contains("another daemon already serves this key"),
+            "a proxy started a second daemon:\n{log}"
+        );
+        let restarted = sessions
+            .iter()
+            .filter(|session| session.stderr().contains("the spawn lock was removed"))
+            .count();
+        if deterministic {
+            assert!(restarted >= 1, "no proxy met the removed lock");
+        }
+        eprintln!(
+            "pruning round {round} ({}): {restarted} of {PROXIES} proxies started over",
+            if deterministic {
+                "lock held"
+            } else {
+                "racing pruners"
+            }
+        );
+        proxy_util::stop_daemons_in(&scratch.runtime_dir);
+    }
 }
 
 /// A session joining a server started from another environment is warned, on stderr, about the

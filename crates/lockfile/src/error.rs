@@ -66,6 +66,20 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A [`PersistentLock`] was locked, but its file was no longer at the path by then: its holder
+    /// removed it (or moved its directory away) while this process waited. The lock decides
+    /// nothing; make a new [`PersistentLock`] (and its directory) and lock that.
+    ///
+    /// [`PersistentLock`]: crate::PersistentLock
+    #[error(
+        "lock {}: the lock file was removed while this process waited for it; open it again",
+        path.display()
+    )]
+    Removed {
+        /// The lock path.
+        path: PathBuf,
+    },
+
     /// Something other than a regular file sits at the lock path (a symbolic link, a FIFO, a
     /// directory...). It is never followed, opened for blocking, or deleted.
     #[error(
@@ -131,6 +145,34 @@ impl Error {
         matches!(self, Error::Held { .. })
     }
 
+    /// Whether this is [`Error::Removed`]: the persistent lock's file went away while waiting.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shoal_lockfile::Error> {
+    /// # let base = std::env::temp_dir().join(format!("shoal-lockfile-doc-removed-{}", std::process::id()));
+    /// # shoal_lockfile::ensure_private_dir(&base)?;
+    /// use shoal_lockfile::PersistentLock;
+    ///
+    /// let dir = base.join("key");
+    /// shoal_lockfile::ensure_private_dir(&dir)?;
+    /// let pruner = PersistentLock::new(dir.join("spawn.lock"))?;
+    /// let waiter = PersistentLock::new(dir.join("spawn.lock"))?; // opened before the removal
+    /// let held = pruner.try_lock()?;
+    /// std::fs::rename(&dir, base.join("gone")).unwrap(); // what it guarded is gone for good
+    /// drop(held);
+    /// assert!(waiter.try_lock().unwrap_err().is_removed());
+    /// // Starting over finds (here: makes) the directory and lock that are at the path now.
+    /// shoal_lockfile::ensure_private_dir(&dir)?;
+    /// let _decides = PersistentLock::new(dir.join("spawn.lock"))?.try_lock()?;
+    /// # drop(_decides);
+    /// # std::fs::remove_dir_all(&base).unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn is_removed(&self) -> bool {
+        matches!(self, Error::Removed { .. })
+    }
+
     /// The holder's record, if this is [`Error::Held`] and the record was readable.
     pub fn holder(&self) -> Option<&Record> {
         match self {
@@ -144,6 +186,7 @@ impl Error {
         match self {
             Error::Held { path, .. }
             | Error::Lost { path }
+            | Error::Removed { path }
             | Error::NotALockFile { path, .. }
             | Error::UnsafeDirectory { path, .. }
             | Error::RecordTooLarge { path, .. }

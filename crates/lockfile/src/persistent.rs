@@ -1,13 +1,14 @@
-//! A persistent lock file: created once, never deleted, locked with `flock` around short decisions
-//! (the `spawn.lock` pattern: "is a server running? if not, start one" must be decided by one
-//! process at a time).
+//! A persistent lock file: locked with `flock` around short decisions (the `spawn.lock` pattern:
+//! "is a server running? if not, start one" must be decided by one process at a time), and
+//! normally never deleted.
 //!
-//! Because the file is never unlinked, a process that waited for its lock always wakes up holding the
-//! lock on the file still at the path: there is no inode to re-check, unlike [`LockFile`]. Deleting it
-//! by hand while it is held would break that, which is why it lives in a private directory.
+//! Only a holder may delete it (or move its directory away), when what it guards is gone for good:
+//! a process that waited for the lock may then wake up holding a file that is no longer at the
+//! path. So once it holds the lock, [`PersistentLock::try_lock`] checks that the path still names
+//! the file it locked, and reports [`Error::Removed`] otherwise: the waiter starts over with a
+//! new lock, and two processes never both believe they decide. Deleting the file by hand while
+//! it is held, or without holding it, breaks that, which is why it lives in a private directory.
 //!
-//! [`LockFile`]: crate::LockFile
-
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,7 +18,8 @@ use crate::dir::Directory;
 use crate::lock::Backoff;
 use crate::sys::{self, FileKind, LockFailure, LockedFile};
 
-/// A lock file that is never deleted, for holding a lock around a short decision.
+/// A lock file for holding a lock around a short decision, deleted only by a holder (see the
+/// module docs).
 ///
 /// Unlike [`LockFile`](crate::LockFile) it has no record and no stale state: its `flock` is the
 /// whole lock, released when the [`PersistentGuard`] drops or the process dies.
@@ -95,7 +97,8 @@ impl PersistentLock {
     ///
     /// # Errors
     ///
-    /// [`Error::Held`] (with no record) if another open file holds it; [`Error::NotALockFile`] if
+    /// [`Error::Held`] (with no record) if another open file holds it; [`Error::Removed`] if the
+    /// file it locked is no longer at the path (its holder removed it); [`Error::NotALockFile`] if
     /// the path is not a regular file; [`Error::KernelLocksUnsupported`]; [`Error::Io`].
     ///
     /// # Examples
@@ -140,10 +143,22 @@ impl PersistentLock {
             ));
         }
         match sys::lock_exclusive_nonblocking(file) {
-            Ok(locked) => Ok(PersistentGuard {
-                _locked: locked,
-                path: self.path.clone(),
-            }),
+            // The previous holder may have removed the file, or moved the directory this lock
+            // opened, before it unlocked: a lock on a file that is no longer at the path decides
+            // nothing.
+            Ok(locked) => match sys::metadata_of_path(&self.path) {
+                Ok(now) if now.id == metadata.id => Ok(PersistentGuard {
+                    _locked: locked,
+                    path: self.path.clone(),
+                }),
+                Ok(_) => Err(Error::Removed {
+                    path: self.path.clone(),
+                }),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(Error::Removed {
+                    path: self.path.clone(),
+                }),
+                Err(error) => Err(Error::io("check the lock file", &self.path, error)),
+            },
             Err((_, LockFailure::WouldBlock)) => Err(Error::held(&self.path, None)),
             Err((_, LockFailure::Unsupported)) => Err(Error::KernelLocksUnsupported {
                 path: self.path.clone(),

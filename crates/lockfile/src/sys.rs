@@ -134,6 +134,11 @@ pub(crate) fn metadata_at(dir: &OwnedFd, name: &OsStr) -> io::Result<Metadata> {
     retry(|| nix::sys::stat::fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)).map(convert_stat)
 }
 
+/// `lstat(2)` of a path.
+pub(crate) fn metadata_of_path(path: &Path) -> io::Result<Metadata> {
+    retry(|| nix::sys::stat::lstat(path)).map(convert_stat)
+}
+
 /// Take an exclusive, non-blocking `flock(2)` lock on `file`.
 ///
 /// `flock` locks belong to the open file description, not to the process: opening and closing the

@@ -72,10 +72,19 @@ pub(crate) async fn find_or_start(
         }
         let lock = private_dirs_and_spawn_lock(config)?;
         let deadline = Instant::now() + config.tuning.spawn_lock_wait;
-        let guard = tokio::task::spawn_blocking(move || lock.lock(deadline))
+        let guard = match tokio::task::spawn_blocking(move || lock.lock(deadline))
             .await
             .map_err(|error| StartError::SpawnLock(join_error(&config.files.spawn_lock, error)))?
-            .map_err(StartError::SpawnLock)?;
+        {
+            Ok(guard) => guard,
+            // `shoal status` pruned the key dir of a daemon long stopped while we waited: the
+            // next round makes it again.
+            Err(error) if error.is_removed() => {
+                tracing::debug!(%error, "the spawn lock was removed; starting over");
+                continue;
+            }
+            Err(error) => return Err(StartError::SpawnLock(error)),
+        };
         match try_connect(config, host_pid).await {
             Attempt::Connected(connection) => return Ok(connection),
             Attempt::Failed(error) => return Err(error),
