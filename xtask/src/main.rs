@@ -37,9 +37,10 @@ enum Task {
         #[arg(long, default_value_t = 50)]
         rounds: u32,
     },
-    /// Run real third-party MCP clients (the official Python and TypeScript SDKs) and a real
-    /// server (the reference everything server) through `shoal proxy`, with a daemon SIGKILL in
-    /// the middle; see docs/interop.md. Installs
+    /// Run real third-party MCP clients (the official Python and TypeScript SDKs), a real
+    /// server (the reference everything server) and a real host (Gemini CLI, with `shoal
+    /// install`) through `shoal proxy`, with a daemon SIGKILL in the middle; see
+    /// docs/interop.md. Installs
     /// the pinned peers (xtask/interop/) into target/interop/ first if needed; needs Node.js 20+
     /// with npm and Python 3.11+.
     ///
