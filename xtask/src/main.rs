@@ -66,6 +66,13 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
+    /// A process `cargo xtask bench session` measures against (the fast server, the two-relay
+    /// floor). Not for humans.
+    #[command(hide = true)]
+    BenchPeer {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run benchmarks and print a table of ratios against a baseline measured in the same run.
     ///
     /// Example: cargo xtask bench wire
@@ -85,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Task::RaceChild { target, args } => race::child(target, &args),
         Task::Fuzz { secs } => fuzz::run(std::time::Duration::from_secs(secs)),
         Task::Bench { target } => bench::run(target),
+        Task::BenchPeer { args } => bench::peers::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

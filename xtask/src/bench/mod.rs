@@ -1,5 +1,6 @@
 //! `cargo xtask bench`: benchmarks that report ratios against a baseline measured in the same run.
 
+pub(crate) mod peers;
 mod session;
 mod wire;
 

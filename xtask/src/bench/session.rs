@@ -74,9 +74,18 @@ const WARMUP_ROUNDS: usize = 5;
 /// The longest any single wait may take before the bench fails.
 const WAIT: Duration = Duration::from_secs(60);
 
+/// Echo round trips per side for the floors, free and pinned, in alternating batches.
+const FLOOR_ECHO_ROUNDS: usize = 6000;
+const FLOOR_ECHO_BATCH: usize = 1000;
+
 /// The issue's targets.
 const TARGET_WARM_ATTACH_MS: f64 = 5.0;
-const TARGET_PROXY_RSS_MIB: f64 = 4.0;
+const TARGET_PROXY_RSS_MIB: f64 = 3.5;
+/// Against the two-relay floor, same run: 1 MiB throughput at least this share of the floor's,
+/// relay CPU per echo and pinned echo p50 at most this many times the floor's.
+const TARGET_FLOOR_BIG_SHARE: f64 = 0.8;
+const TARGET_FLOOR_CPU_RATIO: f64 = 1.2;
+const TARGET_FLOOR_ECHO_RATIO: f64 = 1.2;
 const TARGET_DAEMON_RSS_MIB: f64 = 16.0;
 const TARGET_ECHO_RATIO: f64 = 3.0;
 
@@ -122,6 +131,7 @@ fn measure(bin_dir: &Path, json_path: &Path) -> anyhow::Result<()> {
     let figures = result?;
     stopped?;
     print_table(&figures);
+    print_floors(&figures);
     std::fs::create_dir_all(json_path.parent().unwrap_or(Path::new(".")))?;
     std::fs::write(json_path, serde_json::to_string_pretty(&figures.to_json())?)
         .with_context(|| format!("write {}", json_path.display()))?;
@@ -168,6 +178,24 @@ struct Figures {
     /// 1 MiB results pile up (its outbox at the bound that stops its requests being read).
     daemon_rss_unstalled: Rss,
     daemon_rss_stalled: Rss,
+    /// The fast server: direct, behind the two-relay floor, behind shoal; free and pinned.
+    floors_free: FloorRun,
+    floors_pinned: FloorRun,
+}
+
+/// One run of the floors (see [`Bench::floors`]).
+#[derive(Default)]
+struct FloorRun {
+    echo_direct: Vec<Duration>,
+    echo_floor: Vec<Duration>,
+    echo_shoal: Vec<Duration>,
+    /// CPU time of the two relay processes over every echo (warm-up included) and the count.
+    cpu_floor: Duration,
+    cpu_shoal: Duration,
+    echoes: usize,
+    big_direct: Duration,
+    big_floor: Duration,
+    big_shoal: Duration,
 }
 
 struct Concurrent {
@@ -299,7 +327,113 @@ impl Bench {
         let mut figures = Figures::default();
         self.attach(&mut figures)?;
         self.steady(&mut figures)?;
+        figures.floors_free = self.floors(false)?;
+        figures.floors_pinned = self.floors(true)?;
         Ok(figures)
+    }
+
+    /// The fast server ([`peers`](super::peers)), marked as this run's; `label` keeps the
+    /// pinned run's daemon apart from the free run's (a pinned proxy must start its own, which
+    /// inherits the CPU affinity).
+    fn fast_server(&self, label: &str) -> anyhow::Result<Vec<OsString>> {
+        let xtask = std::env::current_exe().context("find the release xtask")?;
+        Ok(vec![
+            xtask.into(),
+            "bench-peer".into(),
+            "fast-server".into(),
+            self.base.join(label).into(),
+        ])
+    }
+
+    /// The two-relay floor in front of `server` (see [`peers`](super::peers)).
+    fn rust_relay(&self, server: &[OsString], label: &str) -> anyhow::Result<Command> {
+        let xtask = std::env::current_exe().context("find the release xtask")?;
+        let mut command = Command::new(xtask);
+        command
+            .args(["bench-peer", "relay-front"])
+            .arg(self.base.join(format!("{label}.sock")))
+            .arg("--")
+            .args(server);
+        Ok(command)
+    }
+
+    /// The floors of the design, in one run: the fast server spoken to directly, behind the
+    /// two-relay floor, and behind shoal, one session each; echo round trips (and the relays'
+    /// CPU time over them), then 1 MiB results. With `pinned`, every process and this thread run
+    /// on CPU 0, so that the figures count work, not cross-CPU wake-ups.
+    fn floors(&self, pinned: bool) -> anyhow::Result<FloorRun> {
+        let label = if pinned { "fast-pinned" } else { "fast-free" };
+        say(&format!(
+            "bench session: the floors, {} ({FLOOR_ECHO_ROUNDS} echoes and {BIG_ROUNDS} 1 MiB \
+             results each side)",
+            if pinned { "pinned to CPU 0" } else { "free" }
+        ));
+        let pin = |command: Command| -> Command {
+            if !pinned {
+                return command;
+            }
+            let mut taskset = Command::new("taskset");
+            taskset
+                .args(["-c", "0"])
+                .arg(command.get_program())
+                .args(command.get_args());
+            for (name, value) in command.get_envs() {
+                match value {
+                    Some(value) => taskset.env(name, value),
+                    None => taskset.env_remove(name),
+                };
+            }
+            taskset
+        };
+        let previous = if pinned {
+            Some(pin_this_thread()?)
+        } else {
+            None
+        };
+        let outcome = (|| {
+            let server = self.fast_server(label)?;
+            let mut direct = vec![self.spawn(pin(self.direct(&server)), "fast direct".into())?];
+            let mut floor =
+                vec![self.spawn(pin(self.rust_relay(&server, label)?), "floor".into())?];
+            let mut shoal = vec![self.spawn(pin(self.proxy(&server)), "fast proxy".into())?];
+            initialize(&mut direct)?;
+            initialize(&mut floor)?;
+            initialize(&mut shoal)?;
+            let floor_pids = [floor[0].pid(), child_of(floor[0].pid())?];
+            let shoal_pids = [shoal[0].pid(), self.daemon_pid(&server, 1)?];
+            let mut run = FloorRun::default();
+            for batch in 0..FLOOR_ECHO_ROUNDS / FLOOR_ECHO_BATCH {
+                let warmup = if batch == 0 { WARMUP_ROUNDS * 10 } else { 0 };
+                run.echo_direct
+                    .extend(exchange(&mut direct, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
+                let before = cpu_time(&floor_pids)?;
+                run.echo_floor
+                    .extend(exchange(&mut floor, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
+                run.cpu_floor += cpu_time(&floor_pids)? - before;
+                let before = cpu_time(&shoal_pids)?;
+                run.echo_shoal
+                    .extend(exchange(&mut shoal, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
+                run.cpu_shoal += cpu_time(&shoal_pids)? - before;
+                run.echoes += warmup + FLOOR_ECHO_BATCH;
+            }
+            for batch in 0..BIG_ROUNDS / BIG_BATCH {
+                let warmup = usize::from(batch == 0);
+                let total = |peers: &mut [Peer]| -> anyhow::Result<Duration> {
+                    Ok(exchange(peers, warmup, BIG_BATCH, &Big)?.times.iter().sum())
+                };
+                run.big_direct += total(&mut direct)?;
+                run.big_floor += total(&mut floor)?;
+                run.big_shoal += total(&mut shoal)?;
+            }
+            finish_all(direct)?;
+            finish_all(floor)?;
+            finish_all(shoal)?;
+            Ok(run)
+        })();
+        if let Some(previous) = previous {
+            nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &previous)?;
+        }
+        outcome
     }
 
     fn attach(&self, figures: &mut Figures) -> anyhow::Result<()> {
@@ -493,6 +627,48 @@ impl Bench {
         let _ = std::fs::remove_dir_all(&self.base);
         Ok(())
     }
+}
+
+/// Pin this thread to CPU 0; returns the affinity it had.
+fn pin_this_thread() -> anyhow::Result<nix::sched::CpuSet> {
+    let this = nix::unistd::Pid::from_raw(0);
+    let previous = nix::sched::sched_getaffinity(this).context("read this thread's CPUs")?;
+    let mut only_zero = nix::sched::CpuSet::new();
+    only_zero.set(0)?;
+    nix::sched::sched_setaffinity(this, &only_zero).context("pin this thread to CPU 0")?;
+    Ok(previous)
+}
+
+/// The only child of `pid` (the floor's back relay, started by its front).
+fn child_of(pid: u32) -> anyhow::Result<u32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    text.split_whitespace()
+        .next()
+        .and_then(|child| child.parse().ok())
+        .with_context(|| format!("{pid} has no child"))
+}
+
+/// The CPU time of every thread of `pids` so far (`/proc/<pid>/task/*/schedstat`: nanoseconds on
+/// the CPU, exact, where `stat`'s ticks are 10 ms).
+fn cpu_time(pids: &[u32]) -> anyhow::Result<Duration> {
+    let mut total = 0u64;
+    for pid in pids {
+        let tasks = format!("/proc/{pid}/task");
+        for task in std::fs::read_dir(&tasks).with_context(|| format!("list {tasks}"))? {
+            let path = task?.path().join("schedstat");
+            // A thread that ended since the listing has no CPU time left to count.
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            total += text
+                .split_whitespace()
+                .next()
+                .and_then(|nanos| nanos.parse::<u64>().ok())
+                .with_context(|| format!("read {}", path.display()))?;
+        }
+    }
+    Ok(Duration::from_nanos(total))
 }
 
 /// Time one start: process spawned (already, by the caller, right before) → `initialize` answered.
@@ -1095,12 +1271,124 @@ impl Figures {
                 "daemon_one_session": memory(&self.daemon_rss_unstalled),
                 "daemon_with_a_stalled_session": memory(&self.daemon_rss_stalled),
             },
+            "floors": {
+                "free": self.floors_free.to_json(),
+                "pinned_to_one_cpu": self.floors_pinned.to_json(),
+            },
         })
     }
 }
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
+}
+
+impl FloorRun {
+    fn cpu_per_echo_us(cpu: Duration, echoes: usize) -> f64 {
+        cpu.as_secs_f64() * 1e6 / echoes.max(1) as f64
+    }
+
+    fn big_mib_s(elapsed: Duration) -> f64 {
+        throughput_mib_s(elapsed)
+    }
+
+    fn to_json(&self) -> Value {
+        let latency = |times: &[Duration]| json!({"n": times.len(), "p50_us": quantile_us(times, 0.5), "p99_us": quantile_us(times, 0.99)});
+        json!({
+            "echo": {
+                "direct": latency(&self.echo_direct),
+                "two_relay_floor": latency(&self.echo_floor),
+                "shoal": latency(&self.echo_shoal),
+            },
+            "relay_cpu_per_echo_us": {
+                "two_relay_floor": Self::cpu_per_echo_us(self.cpu_floor, self.echoes),
+                "shoal": Self::cpu_per_echo_us(self.cpu_shoal, self.echoes),
+            },
+            "results_1mib_mib_s": {
+                "direct": Self::big_mib_s(self.big_direct),
+                "two_relay_floor": Self::big_mib_s(self.big_floor),
+                "shoal": Self::big_mib_s(self.big_shoal),
+            },
+        })
+    }
+}
+
+/// The floors table: shoal against the two-relay floor, both in front of the fast server, free
+/// and pinned to one CPU, with the fast server spoken to directly for reference.
+fn print_floors(f: &Figures) {
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    for (run, how) in [(&f.floors_free, "free"), (&f.floors_pinned, "pinned")] {
+        for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+            let shoal = quantile_us(&run.echo_shoal, q);
+            let floor = quantile_us(&run.echo_floor, q);
+            let target = if how == "pinned" && q == 0.5 {
+                format!(
+                    "≤ {TARGET_FLOOR_ECHO_RATIO}×: {}",
+                    verdict(shoal / floor <= TARGET_FLOOR_ECHO_RATIO)
+                )
+            } else {
+                String::new()
+            };
+            rows.push([
+                format!("echo {label}, {how} (µs)"),
+                format!("{shoal:.1}"),
+                format!("{floor:.1}"),
+                format!("{:.2}", shoal / floor),
+                format!("{:.1}", quantile_us(&run.echo_direct, q)),
+                target,
+            ]);
+        }
+        let shoal = FloorRun::cpu_per_echo_us(run.cpu_shoal, run.echoes);
+        let floor = FloorRun::cpu_per_echo_us(run.cpu_floor, run.echoes);
+        rows.push([
+            format!("relay CPU per echo, {how} (µs)"),
+            format!("{shoal:.1}"),
+            format!("{floor:.1}"),
+            format!("{:.2}", shoal / floor),
+            String::new(),
+            format!(
+                "≤ {TARGET_FLOOR_CPU_RATIO}×: {}",
+                verdict(shoal / floor <= TARGET_FLOOR_CPU_RATIO)
+            ),
+        ]);
+        let shoal = FloorRun::big_mib_s(run.big_shoal);
+        let floor = FloorRun::big_mib_s(run.big_floor);
+        rows.push([
+            format!("1 MiB results, {how} (MiB/s)"),
+            format!("{shoal:.0}"),
+            format!("{floor:.0}"),
+            format!("{:.2}", shoal / floor),
+            format!("{:.0}", FloorRun::big_mib_s(run.big_direct)),
+            format!(
+                "≥ {TARGET_FLOOR_BIG_SHARE}×: {}",
+                verdict(shoal / floor >= TARGET_FLOOR_BIG_SHARE)
+            ),
+        ]);
+    }
+    let header = [
+        "figure",
+        "shoal",
+        "two-relay floor",
+        "shoal/floor",
+        "direct",
+        "target",
+    ];
+    let mut text = format!(
+        "| {} |\n|---|---:|---:|---:|---:|---|\n",
+        header.join(" | ")
+    );
+    for row in &rows {
+        text.push_str(&format!("| {} |\n", row.join(" | ")));
+    }
+    #[expect(clippy::print_stdout, reason = "the bench's table is its output")]
+    {
+        println!(
+            "\nthe floors: shoal vs two relay processes that copy bytes and parse nothing (pipe + \
+             unix socket), both in front of a server that answers in microseconds; \"pinned\": \
+             every process on CPU 0; relay CPU: proxy + daemon vs the two relays\n"
+        );
+        print!("{text}");
+    }
 }
 
 fn print_table(f: &Figures) {
