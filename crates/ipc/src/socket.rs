@@ -16,7 +16,7 @@
 //! socket that already has room at once, so the wake-up cannot be missed between the failed write
 //! and the registration.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
@@ -26,9 +26,7 @@ use std::task::{Context, Poll, ready};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 
-/// The most one read asks for. `ReadBuf`s handed in by the codec are uninitialised and this crate
-/// reads without `unsafe`, so every read first zeroes what it offers the kernel: bounded, that is
-/// a small fraction of the copy the read itself does.
+/// The most one read asks for.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// Split a connected (tokio) socket into halves registered as described in the module docs.
@@ -119,9 +117,23 @@ impl AsyncRead for ReadHalf {
     ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.stream.poll_read_ready(cx))?;
-            let len = buf.remaining().min(READ_CHUNK);
-            let unfilled = buf.initialize_unfilled_to(len);
-            match guard.try_io(|stream| stream.get_ref().read(unfilled)) {
+            // The codec hands in uninitialised spare capacity, fresh for every read: the kernel
+            // writes into it directly. Zeroing it first (`initialize_unfilled_to`, the safe way)
+            // cost more than everything else the proxy does per small message (a 64 KiB memset
+            // per read: 17 % of its instructions, measured with callgrind).
+            // SAFETY: only `read(2)` writes to these bytes, and only the `n` it reports are
+            // marked initialised below.
+            let unfilled = unsafe { buf.unfilled_mut() };
+            let len = unfilled.len().min(READ_CHUNK);
+            let target = unfilled.as_mut_ptr().cast::<std::ffi::c_void>();
+            let read = guard.try_io(|stream| {
+                use std::os::fd::AsRawFd as _;
+                // SAFETY: `target` points at `len` writable bytes that outlive the call, and
+                // the descriptor is the open socket the `AsyncFd` owns.
+                let n = unsafe { nix::libc::read(stream.get_ref().as_raw_fd(), target, len) };
+                usize::try_from(n).map_err(|_| io::Error::last_os_error())
+            });
+            match read {
                 Ok(Ok(n)) => {
                     if n > 0 && n < len {
                         // A short read emptied the socket: wait for the next edge instead of
@@ -130,6 +142,8 @@ impl AsyncRead for ReadHalf {
                         // it.
                         guard.clear_ready();
                     }
+                    // SAFETY: `read(2)` initialised the first `n` bytes of `unfilled`.
+                    unsafe { buf.assume_init(n) };
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
@@ -142,25 +156,25 @@ impl AsyncRead for ReadHalf {
     }
 }
 
-impl AsyncWrite for WriteHalf {
-    fn poll_write(
-        self: Pin<&mut Self>,
+impl WriteHalf {
+    /// Run `write` on the socket until it is not interrupted, waiting for room when it is full.
+    fn poll_io(
+        &mut self,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        mut write: impl FnMut(&UnixStream) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
         loop {
-            match this.stream.get().write(buf) {
+            match write(self.stream.get()) {
                 Ok(n) => {
-                    this.room = None;
+                    self.room = None;
                     return Poll::Ready(Ok(n));
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    let room = match this.room.take() {
+                    let room = match self.room.take() {
                         Some(room) => room,
                         None => {
-                            let duplicate = this.stream.get().as_fd().try_clone_to_owned()?;
+                            let duplicate = self.stream.get().as_fd().try_clone_to_owned()?;
                             // SAFETY: the `AsyncFd` owns `duplicate`, an open descriptor that
                             // nothing else can close or replace, and `OwnedFd::as_raw_fd`
                             // returns the same number for as long as it lives. (epoll keys
@@ -171,7 +185,7 @@ impl AsyncWrite for WriteHalf {
                             .map_err(io::Error::from)?
                         }
                     };
-                    let room = this.room.insert(room);
+                    let room = self.room.insert(room);
                     let mut guard = ready!(room.poll_write_ready(cx))?;
                     // The write is retried right away; a still-full socket waits for the next
                     // edge.
@@ -180,6 +194,31 @@ impl AsyncWrite for WriteHalf {
                 Err(error) => return Poll::Ready(Err(error)),
             }
         }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().poll_io(cx, |mut stream| stream.write(buf))
+    }
+
+    /// One `sendmsg(2)` for a line and its newline (`write_line`), where the default would send
+    /// them in two system calls.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut()
+            .poll_io(cx, |mut stream| stream.write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

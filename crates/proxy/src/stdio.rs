@@ -238,6 +238,28 @@ impl AsyncWrite for HostOutput {
         }
     }
 
+    /// One `writev(2)` for a line and its newline where the output can take it (a pipe or a
+    /// socket); the default would write them in two system calls.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().inner {
+            Output::Pipe(pipe) => Pin::new(pipe).poll_write_vectored(cx, bufs),
+            Output::Socket(stream) => Pin::new(stream).poll_write_vectored(cx, bufs),
+            Output::Blocking(stdout) => Pin::new(stdout).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.inner {
+            Output::Pipe(pipe) => pipe.is_write_vectored(),
+            Output::Socket(stream) => stream.is_write_vectored(),
+            Output::Blocking(stdout) => stdout.is_write_vectored(),
+        }
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Output::Pipe(pipe) => Pin::new(pipe).poll_flush(cx),
