@@ -25,7 +25,12 @@ use anyhow::{Context as _, bail};
 pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("fast-server") => fast_server(),
+        Some("relay-front") if args.get(1).map(String::as_str) == Some("--connect") => {
+            let socket = args.get(2).context("relay-front --connect SOCKET")?;
+            relay_to(connect_within(socket)?, None)
+        }
         Some("relay-front") => relay_front(&args[1..]),
+        Some("mux-back") => mux_back(&args[1..]),
         Some("relay-back") => relay_back(&args[1..]),
         other => bail!("unknown bench peer {other:?}"),
     }
@@ -42,20 +47,29 @@ fn socket_and_server(args: &[String]) -> anyhow::Result<(&str, &[String])> {
 fn relay_front(args: &[String]) -> anyhow::Result<()> {
     let (socket, server) = socket_and_server(args)?;
     let _ = std::fs::remove_file(socket);
-    let mut back = Command::new(std::env::current_exe().context("find xtask")?)
+    let back = Command::new(std::env::current_exe().context("find xtask")?)
         .args(["bench-peer", "relay-back", socket, "--"])
         .args(server)
         .stdin(Stdio::null())
         .spawn()
         .context("start the back relay")?;
+    relay_to(connect_within(socket)?, Some(back))
+}
+
+/// Connect to `socket`, which a process started a moment ago is about to listen on.
+fn connect_within(socket: &str) -> anyhow::Result<UnixStream> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let stream = loop {
+    loop {
         match UnixStream::connect(socket) {
-            Ok(stream) => break stream,
+            Ok(stream) => return Ok(stream),
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
             Err(error) => return Err(error).context("connect to the back relay"),
         }
-    };
+    }
+}
+
+/// The front relay's copies: stdin to `stream`, `stream` to stdout; then wait for `back`.
+fn relay_to(stream: UnixStream, back: Option<std::process::Child>) -> anyhow::Result<()> {
     let to_back = stream.try_clone()?;
     let up = std::thread::spawn(move || {
         let copied = copy(std::io::stdin().lock(), &to_back);
@@ -65,8 +79,127 @@ fn relay_front(args: &[String]) -> anyhow::Result<()> {
     });
     copy(stream, std::io::stdout().lock())?;
     let _ = up.join();
-    let _ = back.wait();
+    if let Some(mut back) = back {
+        let _ = back.wait();
+    }
     Ok(())
+}
+
+/// The floor of a multiplexer (what the daemon does, minus everything but the id rewriting no
+/// multiplexer can skip): one `poll(2)` loop over the listening socket, every front relay's
+/// connection and the server's stdout. Each request's `id` is replaced by a number of its own
+/// and restored in the answer; notifications pass as they are. It serves until the server
+/// exits (the bench stops it by killing it).
+fn mux_back(args: &[String]) -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use std::os::fd::AsFd as _;
+
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+    let (socket, server) = socket_and_server(args)?;
+    let _ = std::fs::remove_file(socket);
+    let listener = UnixListener::bind(Path::new(socket)).context("bind the mux socket")?;
+    let mut child = Command::new(&server[0])
+        .args(&server[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start the server")?;
+    let (Some(mut to_server), Some(mut from_server)) = (child.stdin.take(), child.stdout.take())
+    else {
+        bail!("the server's stdio is not piped");
+    };
+    struct Client {
+        stream: UnixStream,
+        pending: Vec<u8>,
+    }
+    // A front that left keeps its slot (`None`), so that routes' indices stay valid.
+    let mut clients: Vec<Option<Client>> = Vec::new();
+    let mut server_pending: Vec<u8> = Vec::new();
+    let mut routes: HashMap<u64, (usize, String)> = HashMap::new();
+    let mut next_id: u64 = 1;
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let mut fds = vec![
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(from_server.as_fd(), PollFlags::POLLIN),
+        ];
+        let mut polled = Vec::with_capacity(clients.len());
+        for (index, client) in clients.iter().enumerate() {
+            if let Some(client) = client {
+                fds.push(PollFd::new(client.stream.as_fd(), PollFlags::POLLIN));
+                polled.push(index);
+            }
+        }
+        poll(&mut fds, PollTimeout::NONE).context("poll")?;
+        let ready: Vec<bool> = fds
+            .iter()
+            .map(|fd| fd.revents().is_some_and(|events| !events.is_empty()))
+            .collect();
+        drop(fds);
+        if ready[0] {
+            let (stream, _) = listener.accept().context("accept")?;
+            clients.push(Some(Client {
+                stream,
+                pending: Vec::new(),
+            }));
+        }
+        if ready[1] {
+            let read = from_server.read(&mut buffer)?;
+            if read == 0 {
+                let _ = child.wait();
+                return Ok(());
+            }
+            server_pending.extend_from_slice(&buffer[..read]);
+            let mut start = 0;
+            while let Some(end) = server_pending[start..].iter().position(|&b| b == b'\n') {
+                let line = std::str::from_utf8(&server_pending[start..start + end])?;
+                start += end + 1;
+                let Some(ours) = raw_value(line, "id").and_then(|id| id.parse::<u64>().ok()) else {
+                    continue;
+                };
+                let Some((client, original)) = routes.remove(&ours) else {
+                    continue;
+                };
+                let mut rewritten =
+                    line.replacen(&format!("\"id\":{ours}"), &format!("\"id\":{original}"), 1);
+                rewritten.push('\n');
+                if let Some(client) = &mut clients[client] {
+                    client.stream.write_all(rewritten.as_bytes())?;
+                }
+            }
+            server_pending.drain(..start);
+        }
+        for (&client, _) in polled.iter().zip(&ready[2..]).filter(|(_, ready)| **ready) {
+            let Some(slot) = &mut clients[client] else {
+                continue;
+            };
+            let read = slot.stream.read(&mut buffer)?;
+            if read == 0 {
+                clients[client] = None;
+                continue;
+            }
+            let pending = &mut slot.pending;
+            pending.extend_from_slice(&buffer[..read]);
+            let mut start = 0;
+            while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
+                let line = std::str::from_utf8(&pending[start..start + end])?.to_owned();
+                start += end + 1;
+                let mut forwarded = match raw_value(&line, "id") {
+                    Some(original) => {
+                        let ours = next_id;
+                        next_id += 1;
+                        routes.insert(ours, (client, original.to_owned()));
+                        line.replacen(&format!("\"id\":{original}"), &format!("\"id\":{ours}"), 1)
+                    }
+                    None => line,
+                };
+                forwarded.push('\n');
+                to_server.write_all(forwarded.as_bytes())?;
+            }
+            pending.drain(..start);
+        }
+    }
 }
 
 fn relay_back(args: &[String]) -> anyhow::Result<()> {

@@ -77,6 +77,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Echo round trips per side for the floors, free and pinned, in alternating batches.
 const FLOOR_ECHO_ROUNDS: usize = 6000;
 const FLOOR_ECHO_BATCH: usize = 1000;
+/// Concurrent sessions for the multiplexer floor, and the timed round trips of each.
+const FLOOR_SESSIONS: usize = 256;
+const FLOOR_SESSION_ROUNDS: usize = 30;
 
 /// The targets.
 const TARGET_WARM_ATTACH_MS: f64 = 5.0;
@@ -86,6 +89,9 @@ const TARGET_PROXY_RSS_MIB: f64 = 3.5;
 const TARGET_FLOOR_BIG_SHARE: f64 = 0.8;
 const TARGET_FLOOR_CPU_RATIO: f64 = 1.2;
 const TARGET_FLOOR_ECHO_RATIO: f64 = 1.2;
+/// Requests per second with [`FLOOR_SESSIONS`] sessions: at least this share of the
+/// multiplexer floor's.
+const TARGET_FLOOR_MANY_SHARE: f64 = 0.8;
 const TARGET_DAEMON_RSS_MIB: f64 = 16.0;
 const TARGET_ECHO_RATIO: f64 = 3.0;
 
@@ -196,6 +202,9 @@ struct FloorRun {
     big_direct: Duration,
     big_floor: Duration,
     big_shoal: Duration,
+    /// Free run only: that many concurrent sessions through shoal, through the multiplexer
+    /// floor, and direct (that many fast servers), requests per second.
+    many: Option<(usize, f64, f64, f64)>,
 }
 
 struct Concurrent {
@@ -357,6 +366,64 @@ impl Bench {
         Ok(command)
     }
 
+    /// [`FLOOR_SESSIONS`] concurrent sessions, each [`FLOOR_SESSION_ROUNDS`] echoes, through shoal
+    /// (joining `shoal`'s one session on the daemon), through the multiplexer floor (front relays
+    /// on one `mux-back`), and direct (one fast server each).
+    fn many_sessions(
+        &self,
+        server: &[OsString],
+        shoal: &mut Vec<Peer>,
+    ) -> anyhow::Result<(usize, f64, f64, f64)> {
+        let xtask = std::env::current_exe().context("find the release xtask")?;
+        let mut direct = Vec::with_capacity(FLOOR_SESSIONS);
+        for n in 0..FLOOR_SESSIONS {
+            direct.push(self.spawn(self.direct(server), format!("fast direct {n}"))?);
+        }
+        initialize(&mut direct)?;
+        let direct_rate = exchange(&mut direct, WARMUP_ROUNDS, FLOOR_SESSION_ROUNDS, &Echo)?.rate();
+        finish_all(direct)?;
+
+        let socket = self.base.join("mux.sock");
+        let mut mux = Command::new(&xtask)
+            .args(["bench-peer", "mux-back"])
+            .arg(&socket)
+            .arg("--")
+            .args(server)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(self.stderr.try_clone()?))
+            .spawn()
+            .context("start the multiplexer floor")?;
+        let floor_rate = (|| -> anyhow::Result<f64> {
+            let mut fronts = Vec::with_capacity(FLOOR_SESSIONS);
+            for n in 0..FLOOR_SESSIONS {
+                let mut front = Command::new(&xtask);
+                front
+                    .args(["bench-peer", "relay-front", "--connect"])
+                    .arg(&socket);
+                fronts.push(self.spawn(front, format!("mux front {n}"))?);
+            }
+            initialize(&mut fronts)?;
+            let rate = exchange(&mut fronts, WARMUP_ROUNDS, FLOOR_SESSION_ROUNDS, &Echo)?.rate();
+            finish_all(fronts)?;
+            Ok(rate)
+        })();
+        let _ = mux.kill();
+        let _ = mux.wait();
+        let floor_rate = floor_rate?;
+
+        let mut new = Vec::with_capacity(FLOOR_SESSIONS);
+        for n in shoal.len()..FLOOR_SESSIONS {
+            new.push(self.spawn(self.proxy(server), format!("fast proxy {n}"))?);
+        }
+        initialize(&mut new)?;
+        shoal.append(&mut new);
+        let shoal_rate = exchange(shoal, WARMUP_ROUNDS, FLOOR_SESSION_ROUNDS, &Echo)?.rate();
+        let rest = shoal.split_off(1);
+        finish_all(rest)?;
+        Ok((FLOOR_SESSIONS, shoal_rate, floor_rate, direct_rate))
+    }
+
     /// The floors of the design, in one run: the fast server spoken to directly, behind the
     /// two-relay floor, and behind shoal, one session each; echo round trips (and the relays'
     /// CPU time over them), then 1 MiB results. With `pinned`, every process and this thread run
@@ -424,6 +491,9 @@ impl Bench {
                 run.big_direct += total(&mut direct)?;
                 run.big_floor += total(&mut floor)?;
                 run.big_shoal += total(&mut shoal)?;
+            }
+            if !pinned {
+                run.many = Some(self.many_sessions(&server, &mut shoal)?);
             }
             finish_all(direct)?;
             finish_all(floor)?;
@@ -1309,6 +1379,12 @@ impl FloorRun {
                 "two_relay_floor": Self::big_mib_s(self.big_floor),
                 "shoal": Self::big_mib_s(self.big_shoal),
             },
+            "concurrent_requests_per_s": self.many.map(|(sessions, shoal, floor, direct)| json!({
+                "sessions": sessions,
+                "shoal": shoal,
+                "multiplexer_floor": floor,
+                "direct": direct,
+            })),
         })
     }
 }
@@ -1351,6 +1427,19 @@ fn print_floors(f: &Figures) {
                 verdict(shoal / floor <= TARGET_FLOOR_CPU_RATIO)
             ),
         ]);
+        if let Some((sessions, shoal, floor, direct)) = run.many {
+            rows.push([
+                format!("{sessions} sessions, requests/s, {how} (floor: multiplexer)"),
+                format!("{shoal:.0}"),
+                format!("{floor:.0}"),
+                format!("{:.2}", shoal / floor),
+                format!("{direct:.0}"),
+                format!(
+                    "≥ {TARGET_FLOOR_MANY_SHARE}×: {}",
+                    verdict(shoal / floor >= TARGET_FLOOR_MANY_SHARE)
+                ),
+            ]);
+        }
         let shoal = FloorRun::big_mib_s(run.big_shoal);
         let floor = FloorRun::big_mib_s(run.big_floor);
         rows.push([
