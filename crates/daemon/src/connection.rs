@@ -145,6 +145,7 @@ async fn session(
 ) {
     let client: ClientId = context.next_client.fetch_add(1, Ordering::Relaxed);
     let (outbox, receiver) = outbox(context.outbox_budget, context.outbox_soft_limit);
+    let outbox = outbox.with_direct_writes(write.try_writer());
     let own_room = Arc::clone(outbox.room());
     let (writer_gone, mut writer_gone_signal) = oneshot::channel::<()>();
     let (cut_off, was_cut_off) = oneshot::channel::<()>();

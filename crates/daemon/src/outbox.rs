@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::BytesMut;
+use shoal_ipc::socket::TryWriter;
 use shoal_wire::{Line, LineCodec, Rewritten};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
@@ -31,14 +32,55 @@ pub(crate) enum Outgoing {
     Rewritten(Box<Rewritten>),
 }
 
+/// What a queue holds: a message, or the rest of one that a direct write took only part of
+/// (newline included).
+#[derive(Debug)]
+enum Queued {
+    Message(Outgoing),
+    Rest(bytes::Bytes),
+}
+
 impl Outgoing {
-    fn len(&self) -> usize {
+    /// Bytes on the wire, newline included.
+    fn wire_len(&self) -> usize {
         match self {
-            Outgoing::Line(line) => line.len(),
-            Outgoing::Rewritten(rewritten) => rewritten.len(),
+            Outgoing::Line(line) => line.len() + 1,
+            Outgoing::Rewritten(rewritten) => rewritten.len() + 1,
+        }
+    }
+
+    /// The message as it goes on the wire, newline included.
+    fn encode(&self, codec: &mut LineCodec, buffer: &mut BytesMut) {
+        let encoded = match self {
+            Outgoing::Line(line) => codec.encode(line, buffer),
+            Outgoing::Rewritten(rewritten) => codec.encode(&**rewritten, buffer),
+        };
+        debug_assert!(
+            encoded.is_ok(),
+            "lines and rewritten envelopes always encode"
+        );
+    }
+}
+
+impl Queued {
+    fn wire_len(&self) -> usize {
+        match self {
+            Queued::Message(message) => message.wire_len(),
+            Queued::Rest(rest) => rest.len(),
+        }
+    }
+
+    fn encode(&self, codec: &mut LineCodec, buffer: &mut BytesMut) {
+        match self {
+            Queued::Message(message) => message.encode(codec, buffer),
+            Queued::Rest(rest) => buffer.extend_from_slice(rest),
         }
     }
 }
+
+/// Messages up to this size are written by [`Outbox::push`] itself when nothing is queued;
+/// larger ones always go through the writer (a direct write would copy them once more).
+const DIRECT_MAX: usize = 16 * 1024;
 
 impl From<Line> for Outgoing {
     fn from(line: Line) -> Self {
@@ -106,10 +148,16 @@ impl Room {
 /// The sending side, held by the hub.
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    sender: mpsc::UnboundedSender<Outgoing>,
+    sender: mpsc::UnboundedSender<Queued>,
     room: Arc<Room>,
     /// `None`: never refuse (the backend's queue, bounded by back-pressure instead).
     budget: Option<usize>,
+    /// The peer's socket, for writing a small message at once when nothing is queued: the hub
+    /// and the writer task run on one thread, and nothing is queued exactly when the room counts
+    /// no byte (the writer gives bytes back only once written), so a direct write never
+    /// overtakes a queued one. It saves the hand-off to the writer task (a wake-up, a poll and a
+    /// channel receive per message).
+    direct: Option<TryWriter>,
 }
 
 /// Why a push failed.
@@ -125,7 +173,7 @@ pub(crate) enum PushError {
 /// did not write, so that a room shared across backend processes never counts a dead one's queue.
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
-    receiver: mpsc::UnboundedReceiver<Outgoing>,
+    receiver: mpsc::UnboundedReceiver<Queued>,
     room: Arc<Room>,
 }
 
@@ -148,6 +196,7 @@ fn with_room(room: Arc<Room>, budget: Option<usize>) -> (Outbox, OutboxReceiver)
             sender,
             room: Arc::clone(&room),
             budget,
+            direct: None,
         },
         OutboxReceiver { receiver, room },
     )
@@ -159,9 +208,36 @@ impl Outbox {
         &self.room
     }
 
+    /// Write small messages straight to `socket` while nothing is queued (see [`Outbox::direct`]).
+    pub(crate) fn with_direct_writes(mut self, socket: Option<TryWriter>) -> Outbox {
+        self.direct = socket;
+        self
+    }
+
     pub(crate) fn push(&self, message: impl Into<Outgoing>) -> Result<(), PushError> {
-        let message = message.into();
-        let size = message.len() + 1;
+        let mut message = Queued::Message(message.into());
+        if let Some(direct) = &self.direct
+            && message.wire_len() <= DIRECT_MAX
+            && self.room.queued() == 0
+        {
+            // The writer is gone (a failed or stalled write): it may have left a line cut
+            // short on the socket, which nothing may follow.
+            if self.sender.is_closed() {
+                return Err(PushError::Closed);
+            }
+            let mut encoded = BytesMut::with_capacity(message.wire_len());
+            message.encode(&mut LineCodec::new(), &mut encoded);
+            match direct.try_write(&encoded) {
+                Ok(written) if written == encoded.len() => return Ok(()),
+                Ok(written) => {
+                    let _ = encoded.split_to(written);
+                    message = Queued::Rest(encoded.freeze());
+                }
+                // Full, or broken: the writer waits for room, or meets the error and ends.
+                Err(_) => message = Queued::Rest(encoded.freeze()),
+            }
+        }
+        let size = message.wire_len();
         let queued = self.room.queued();
         if let Some(budget) = self.budget
             && queued > 0
@@ -187,7 +263,7 @@ impl Drop for OutboxReceiver {
     fn drop(&mut self) {
         self.receiver.close();
         while let Ok(message) = self.receiver.try_recv() {
-            self.room.release(message.len() + 1);
+            self.room.release(message.wire_len());
         }
     }
 }
@@ -208,15 +284,8 @@ impl OutboxReceiver {
             let mut batched = 0;
             // Batch what is already queued, up to a bound so that one write does not grow huge.
             while let Some(next) = message.take() {
-                batched += next.len() + 1;
-                let encoded = match next {
-                    Outgoing::Line(line) => codec.encode(line, &mut buffer),
-                    Outgoing::Rewritten(rewritten) => codec.encode(&*rewritten, &mut buffer),
-                };
-                debug_assert!(
-                    encoded.is_ok(),
-                    "lines and rewritten envelopes always encode"
-                );
+                batched += next.wire_len();
+                next.encode(&mut codec, &mut buffer);
                 if buffer.len() < WRITE_BATCH {
                     message = self.receiver.try_recv().ok();
                 }
@@ -313,6 +382,87 @@ mod tests {
         assert_eq!(room.queued(), 0);
         assert_eq!(outbox.push(line("x")), Err(PushError::Closed));
         assert_eq!(room.queued(), 0);
+    }
+
+    /// A connected pair: the far end as a std socket (blocking, for the test to read), and our
+    /// end split as the daemon splits a session's socket.
+    fn socket_pair() -> (
+        std::os::unix::net::UnixStream,
+        shoal_ipc::socket::ReadHalf,
+        shoal_ipc::socket::WriteHalf,
+    ) {
+        let (ours, far) = std::os::unix::net::UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let ours = tokio::net::UnixStream::from_std(ours).unwrap();
+        let (read, write) = shoal_ipc::socket::split(ours).unwrap();
+        (far, read, write)
+    }
+
+    fn read_exactly(far: &mut std::os::unix::net::UnixStream, len: usize) -> Vec<u8> {
+        use std::io::Read as _;
+        let mut bytes = vec![0; len];
+        far.read_exact(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[tokio::test]
+    async fn small_messages_go_straight_to_an_idle_socket_in_order() {
+        let (mut far, _read, write) = socket_pair();
+        let (outbox, receiver) = outbox(1 << 20, 1 << 20);
+        let outbox = outbox.with_direct_writes(write.try_writer());
+        outbox.push(line("{\"a\":1}")).unwrap();
+        outbox.push(line("{\"b\":2}")).unwrap();
+        assert_eq!(outbox.queued_bytes(), 0, "written, not queued");
+        assert_eq!(read_exactly(&mut far, 16), b"{\"a\":1}\n{\"b\":2}\n");
+        drop(outbox);
+        receiver.write_all_to(write, None).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_queues_the_rest_and_nothing_overtakes_it() {
+        let (mut far, _read, write) = socket_pair();
+        let (outbox, receiver) = outbox(64 << 20, 64 << 20);
+        let outbox = outbox.with_direct_writes(write.try_writer());
+        // Fill the socket with messages small enough to go direct: the last one is cut short
+        // (its rest queued) or refused whole (queued as it is).
+        let message = format!("{{\"x\":\"{}\"}}", "y".repeat(4000));
+        let mut pushed = 0;
+        while outbox.queued_bytes() == 0 {
+            outbox.push(line(&message)).unwrap();
+            pushed += 1;
+            assert!(pushed < 10_000, "the socket never filled");
+        }
+        // Queued from now on, behind the rest: order is kept.
+        outbox.push(line("{\"last\":true}")).unwrap();
+        let expected_len = pushed * (message.len() + 1) + 14;
+        let writer = tokio::spawn(receiver.write_all_to(write, None));
+        let reading = std::thread::spawn(move || read_exactly(&mut far, expected_len));
+        drop(outbox);
+        writer.await.unwrap().unwrap();
+        let bytes = reading.join().unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), pushed + 1);
+        assert!(
+            lines[..pushed].iter().all(|got| *got == message),
+            "a message was torn"
+        );
+        assert_eq!(lines[pushed], "{\"last\":true}");
+    }
+
+    #[tokio::test]
+    async fn no_direct_write_after_the_writer_is_gone() {
+        let (mut far, _read, write) = socket_pair();
+        let (outbox, receiver) = outbox(64, 64);
+        let outbox = outbox.with_direct_writes(write.try_writer());
+        drop(receiver);
+        assert_eq!(outbox.push(line("{}")), Err(PushError::Closed));
+        far.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(
+            std::io::Read::read(&mut far, &mut byte).is_err(),
+            "nothing was written"
+        );
     }
 
     #[tokio::test]

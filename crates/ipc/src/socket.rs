@@ -87,7 +87,34 @@ impl Socket {
     }
 }
 
+/// Writes that never wait, beside a [`WriteHalf`] of the same socket: for the one that queues
+/// messages to skip its writer when nothing is queued (the daemon's outboxes). The caller must
+/// keep the order of what it writes here and what the half writes.
+#[derive(Debug, Clone)]
+pub struct TryWriter(Arc<AsyncFd<UnixStream>>);
+
+impl TryWriter {
+    /// Write what the socket takes now: `Ok(n)` for the first `n` bytes, `WouldBlock` when it
+    /// takes nothing.
+    pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
+        loop {
+            match self.0.get_ref().write(bytes) {
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                written => return written,
+            }
+        }
+    }
+}
+
 impl WriteHalf {
+    /// A [`TryWriter`] on this half's socket, for a half from [`split`].
+    pub fn try_writer(&self) -> Option<TryWriter> {
+        match &self.stream {
+            Socket::Shared(stream) => Some(TryWriter(Arc::clone(stream))),
+            Socket::Unregistered(_) => None,
+        }
+    }
+
     /// Writes to `stream`, which must be non-blocking, and leaves the socket as it is when
     /// dropped (for a socket the proxy does not own alone, such as its stdout).
     pub fn unregistered(stream: UnixStream) -> WriteHalf {
@@ -206,7 +233,7 @@ impl AsyncWrite for WriteHalf {
         self.get_mut().poll_io(cx, |mut stream| stream.write(buf))
     }
 
-    /// One `sendmsg(2)` for a line and its newline (`write_line`), where the default would send
+    /// One `writev(2)` for a line and its newline (`write_line`), where the default would send
     /// them in two system calls.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
