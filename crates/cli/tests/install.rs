@@ -235,3 +235,31 @@ fn no_configs_says_where_it_looked() {
     );
     assert!(out.contains("  ~/.codex/config.toml\n"), "{out}");
 }
+
+#[test]
+fn a_shoal_command_of_another_name_is_refused_and_a_broken_lone_file_is_not_called_missing() {
+    let setup = Setup::new("refusals");
+    let output = setup.install(&["--shoal", "/opt/shoal-0.2/bin/shoal-0.2", "--write"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("its file name must be `shoal`"),
+        "{}",
+        text(&output.stderr)
+    );
+    for path in setup.files() {
+        std::fs::remove_file(path).unwrap();
+    }
+    setup.put(&setup.project.join(".mcp.json"), "");
+    let output = setup.install(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        !text(&output.stdout).contains("No MCP host config found"),
+        "{}",
+        text(&output.stdout)
+    );
+    assert!(
+        text(&output.stderr).contains("it is not valid JSON"),
+        "{}",
+        text(&output.stderr)
+    );
+}

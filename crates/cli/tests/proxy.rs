@@ -901,8 +901,11 @@ fn pruning_races_proxies() {
                     session.stderr().contains("no daemon answered")
                 });
             }
-            std::fs::rename(&paths.dir, scratch.runtime_dir.join(".pruned-by-test")).unwrap();
+            // As the pruner does: renamed, unlocked, deleted.
+            let grave = scratch.runtime_dir.join(".pruned-by-test");
+            std::fs::rename(&paths.dir, &grave).unwrap();
             drop(held);
+            let _ = std::fs::remove_dir_all(&grave);
         }
         for (n, session) in sessions.iter_mut().enumerate() {
             session.initialize();
@@ -991,7 +994,7 @@ fn environment_differences() {
     for other in &others {
         assert!(
             other.stderr().contains(
-                "this session sets API_TOKEN, DATABASE_URL otherwise than the environment the \
+                "this session sets DATABASE_URL, API_TOKEN otherwise than the environment the \
                  shared MCP server was started with"
             ),
             "{}",
@@ -1003,8 +1006,8 @@ fn environment_differences() {
     assert_eq!(report.env_differs, ["API_TOKEN", "DATABASE_URL"]);
     let log = read(&paths.log);
     assert_eq!(
-        log.matches("variables=\"API_TOKEN,DATABASE_URL\"").count()
-            + log.matches("variables=API_TOKEN,DATABASE_URL").count(),
+        log.matches("variables=\"DATABASE_URL,API_TOKEN\"").count()
+            + log.matches("variables=DATABASE_URL,API_TOKEN").count(),
         1,
         "logged once: {log}"
     );

@@ -591,6 +591,11 @@ impl Hub {
     /// Log the variables a joining session sets otherwise than the server's environment, those
     /// not logged before, and keep them for `status`.
     fn note_env_differs(&mut self, names: &[String]) {
+        // Full: the names kept are plenty to act on; logging past them would log every
+        // session again.
+        if self.env_differs.len() >= ENV_DIFFERS_KEPT {
+            return;
+        }
         let new: Vec<&str> = names
             .iter()
             .filter(|name| !self.env_differs.contains(*name))

@@ -161,6 +161,8 @@ impl Error {
     /// std::fs::rename(&dir, base.join("gone")).unwrap(); // what it guarded is gone for good
     /// drop(held);
     /// assert!(waiter.try_lock().unwrap_err().is_removed());
+    /// std::fs::remove_dir_all(base.join("gone")).unwrap(); // and then deleted
+    /// assert!(waiter.try_lock().unwrap_err().is_removed());
     /// // Starting over finds (here: makes) the directory and lock that are at the path now.
     /// shoal_lockfile::ensure_private_dir(&dir)?;
     /// let _decides = PersistentLock::new(dir.join("spawn.lock"))?.try_lock()?;

@@ -122,6 +122,11 @@ impl PersistentLock {
             .map_err(|error| match error.raw_os_error() {
                 Some(libc::ELOOP) => self.not_a_lock_file(FileKind::Symlink),
                 Some(libc::EISDIR) => self.not_a_lock_file(FileKind::Directory),
+                // The directory this lock opened was deleted (nothing can be created in it):
+                // its holder removed what the lock guarded.
+                Some(libc::ENOENT) => Error::Removed {
+                    path: self.path.clone(),
+                },
                 _ => Error::io("open the lock file", &self.path, error),
             })?;
         let metadata = sys::metadata(&file)

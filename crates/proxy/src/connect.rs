@@ -64,13 +64,25 @@ pub(crate) async fn find_or_start(
     host_pid: Option<u32>,
 ) -> Result<Connection, StartError> {
     let mut held_by = None;
-    for round in 0..ROUNDS {
+    // A key dir pruned while this proxy waited for its lock costs a round that is not counted:
+    // a new dir is made at once. Bounded all the same.
+    let mut restarts = 0;
+    let mut round = 0;
+    while round < ROUNDS {
         match try_connect(config, host_pid).await {
             Attempt::Connected(connection) => return Ok(connection),
             Attempt::Failed(error) => return Err(error),
             Attempt::Absent(why) => tracing::debug!(round, why, "no daemon answered"),
         }
-        let lock = private_dirs_and_spawn_lock(config)?;
+        let lock = match private_dirs_and_spawn_lock(config) {
+            Ok(lock) => lock,
+            // Pruned between making the dir and opening it: make it again.
+            Err(StartError::RuntimeDir(error)) if removed(&error) && restarts < ROUNDS => {
+                restarts += 1;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let deadline = Instant::now() + config.tuning.spawn_lock_wait;
         let guard = match tokio::task::spawn_blocking(move || lock.lock(deadline))
             .await
@@ -79,8 +91,9 @@ pub(crate) async fn find_or_start(
             Ok(guard) => guard,
             // `shoal status` pruned the key dir of a daemon long stopped while we waited: the
             // next round makes it again.
-            Err(error) if error.is_removed() => {
+            Err(error) if removed(&error) && restarts < ROUNDS => {
                 tracing::debug!(%error, "the spawn lock was removed; starting over");
+                restarts += 1;
                 continue;
             }
             Err(error) => return Err(StartError::SpawnLock(error)),
@@ -104,6 +117,7 @@ pub(crate) async fn find_or_start(
                 tokio::time::sleep(Duration::from_millis(50) * 2u32.pow(round)).await;
             }
         }
+        round += 1;
     }
     let holder = match held_by {
         Some(Some(pid)) => format!("pid {pid}"),
@@ -116,6 +130,14 @@ pub(crate) async fn find_or_start(
              `shoal stop` or kill it"
         ),
     })
+}
+
+/// Whether `error` says the key dir went away under this proxy: `shoal status` pruned it (the
+/// lock's file or directory removed, or the directory gone before the lock could open it).
+fn removed(error: &shoal_lockfile::Error) -> bool {
+    error.is_removed()
+        || matches!(error, shoal_lockfile::Error::Io { source, .. }
+            if source.kind() == io::ErrorKind::NotFound)
 }
 
 /// Make both directories private, then open `spawn.lock` in the key dir.

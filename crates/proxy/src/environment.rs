@@ -8,10 +8,13 @@
 //! daemon logs them once and `shoal status` shows them. Values never leave the proxy.
 //!
 //! Variables that differ between sessions without meaning anything to a server are not
-//! compared: [`IGNORED`] and [`IGNORED_PREFIXES`] (terminal, shell and login-session state, the
-//! hosts' own variables, `PATH`, which hosts rewrite, and shoal's own). A variable the server has
-//! and the session lacks is not reported either: hosts that pass servers only a few variables
-//! (Codex CLI) would report the whole of the user's shell.
+//! compared: [`IGNORED`] and [`IGNORED_PREFIXES`] (terminal, shell, locale and login-session
+//! state, the hosts' own variables, `PATH`, which hosts rewrite, and shoal's own). A variable the
+//! server has and the session lacks is not reported either: hosts that pass servers only a few
+//! variables (Codex CLI) would report the whole of the user's shell. Variables the server has
+//! with another value come first in the report, before those it lacks: when the server was
+//! started by such a host, the session's whole shell is "lacked", and the variable that matters
+//! (another `DATABASE_URL`) must not be cut off by the bound.
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -46,6 +49,28 @@ pub(crate) const IGNORED: &[&str] = &[
     "WINDOWID",
     "CLAUDECODE",
     "DBUS_SESSION_BUS_ADDRESS",
+    "DESKTOP_SESSION",
+    "EDITOR",
+    "GIT_ASKPASS",
+    "HISTCONTROL",
+    "HISTSIZE",
+    "HOSTNAME",
+    "INVOCATION_ID",
+    "JOURNAL_STREAM",
+    "LANG",
+    "LANGUAGE",
+    "LESS",
+    "LESSOPEN",
+    "MAIL",
+    "MANAGERPID",
+    "PAGER",
+    "SHELL",
+    "SYSTEMD_EXEC_PID",
+    "VISUAL",
+    "VTE_VERSION",
+    "WINDOWPATH",
+    "WT_SESSION",
+    "XAUTHORITY",
 ];
 
 /// Variables never compared, by prefix.
@@ -61,6 +86,13 @@ pub(crate) const IGNORED_PREFIXES: &[&str] = &[
     "CURSOR_",
     "OPENCODE",
     "npm_",
+    "LC_",
+    "ELECTRON_",
+    "ITERM_",
+    "KONSOLE_",
+    "GNOME_",
+    "KITTY_",
+    "ALACRITTY_",
 ];
 
 fn ignored(name: &OsStr) -> bool {
@@ -72,8 +104,9 @@ fn ignored(name: &OsStr) -> bool {
 }
 
 /// The names of `ours` that `server` (a `/proc/<pid>/environ` block: `NAME=VALUE` entries, each
-/// ended by a NUL) lacks or holds with another value, sorted, at most [`ENV_NAMES_MAX`]; names
-/// that are not UTF-8 or longer than [`ENV_NAME_MAX_LEN`] are left out.
+/// ended by a NUL) holds with another value, sorted, then those it lacks, sorted; at most
+/// [`ENV_NAMES_MAX`] in all. Names that are not UTF-8 or longer than [`ENV_NAME_MAX_LEN`] are
+/// left out.
 pub(crate) fn differing(
     ours: impl IntoIterator<Item = (OsString, OsString)>,
     server: &[u8],
@@ -86,17 +119,35 @@ pub(crate) fn differing(
             (at > 0).then(|| (&entry[..at], &entry[at + 1..]))
         })
         .collect();
-    let mut names: Vec<String> = ours
-        .into_iter()
-        .filter(|(name, _)| !ignored(name))
-        .filter(|(name, value)| server.get(name.as_bytes()) != Some(&value.as_bytes()))
-        .filter_map(|(name, _)| name.into_string().ok())
-        .filter(|name| name.len() <= ENV_NAME_MAX_LEN)
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names.truncate(ENV_NAMES_MAX);
-    names
+    let mut changed = Vec::new();
+    let mut lacked = Vec::new();
+    for (name, value) in ours {
+        if ignored(&name) {
+            continue;
+        }
+        let theirs = server.get(name.as_bytes()).copied();
+        if theirs == Some(value.as_bytes()) {
+            continue;
+        }
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        if name.len() > ENV_NAME_MAX_LEN {
+            continue;
+        }
+        if theirs.is_some() {
+            changed.push(name);
+        } else {
+            lacked.push(name);
+        }
+    }
+    for names in [&mut changed, &mut lacked] {
+        names.sort_unstable();
+        names.dedup();
+    }
+    changed.extend(lacked);
+    changed.truncate(ENV_NAMES_MAX);
+    changed
 }
 
 /// The variables this session sets otherwise than the process `pid` (the daemon); empty when its
@@ -137,7 +188,11 @@ mod tests {
             ("SHOAL_LOG", "debug"),
             ("CLAUDE_CODE_ENTRYPOINT", "cli"),
         ]);
-        assert_eq!(differing(session, server), ["API_KEY", "DATABASE_URL"]);
+        assert_eq!(
+            differing(session, server),
+            ["DATABASE_URL", "API_KEY"],
+            "another value first, then what the server lacks"
+        );
         assert!(differing(ours(&[("HOME", "/home/me")]), server).is_empty());
     }
 
@@ -150,6 +205,12 @@ mod tests {
         let names = differing(many, b"");
         assert_eq!(names.len(), ENV_NAMES_MAX);
         assert_eq!(names[0], "V00");
+        // What matters is not cut off by a whole shell the server lacks.
+        let shell: Vec<(OsString, OsString)> = (0..40)
+            .map(|n| (OsString::from(format!("A{n:02}")), OsString::from("1")))
+            .chain([(OsString::from("ZZ_URL"), OsString::from("b"))])
+            .collect();
+        assert_eq!(differing(shell, b"ZZ_URL=a\0")[0], "ZZ_URL");
         assert!(names.iter().all(|name| name.len() <= ENV_NAME_MAX_LEN));
         // No `=`, an empty name, a trailing entry without NUL: none panics or matches.
         assert_eq!(

@@ -224,11 +224,16 @@ fn pass_variables(server: &mut dyn TableLike, key_env: &[String]) -> anyhow::Res
     Ok(added)
 }
 
-/// Remove [`PASSED_VARIABLES`] from `env_vars`, and `env_vars` if nothing else is left in it.
+/// Remove [`PASSED_VARIABLES`] from `env_vars` when all of them are there (as install adds them;
+/// a user's own `SHOAL_LOG` alone stays), and `env_vars` if that left it empty.
 fn forget_variables(server: &mut dyn TableLike) {
     let Some(names) = server.get_mut("env_vars").and_then(Item::as_array_mut) else {
         return;
     };
+    let listed = |variable: &str| names.iter().any(|name| name.as_str() == Some(variable));
+    if !PASSED_VARIABLES.iter().all(|variable| listed(variable)) {
+        return;
+    }
     names.retain(|name| {
         !name
             .as_str()

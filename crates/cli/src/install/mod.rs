@@ -10,7 +10,8 @@
 //!
 //! A server is shared by turning `"command": P, "args": [A…]` into `"command": "shoal", "args":
 //! ["proxy", "--", P, A…]`; undoing it parses the `shoal proxy` line as `shoal proxy` would and
-//! puts `P, A…` back, so that install then undo gives the original bytes back.
+//! puts `P, A…` back, so that install then undo gives the original bytes back (but for a server
+//! that had no `args`: it gets an empty one).
 
 mod codex;
 mod diff;
@@ -74,8 +75,8 @@ pub(crate) struct InstallArgs {
     #[arg(long, value_name = "DIR")]
     project: Option<PathBuf>,
 
-    /// The shoal command to write into the configs [default: `shoal` if that is this binary on
-    /// PATH, else this binary's absolute path]
+    /// The shoal command to write into the configs; its file name must be `shoal` [default:
+    /// `shoal` if that is this binary on PATH, else this binary's absolute path]
     #[arg(long, value_name = "PATH")]
     shoal: Option<String>,
 }
@@ -380,6 +381,18 @@ fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
     } else {
         Mode::Install {
             shoal: match &args.shoal {
+                // What install wrote is recognised by the program's name: another name would
+                // be wrapped again by the next run, and never unwrapped by --undo.
+                Some(shoal)
+                    if Path::new(shoal)
+                        .file_name()
+                        .is_none_or(|name| name != "shoal") =>
+                {
+                    return Err(anyhow!(
+                        "use {shoal:?} as the shoal command: its file name must be `shoal`, so \
+                         that `shoal install` recognises the entries it wrote; link or rename it"
+                    ));
+                }
                 Some(shoal) => shoal.clone(),
                 None => shoal_command()?,
             },
@@ -419,7 +432,10 @@ fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    out.push_str(&summary(&plans, &files, &mode, args.write, Some(&home)));
+    // A file that could not be read is reported below, not as a missing config.
+    if !plans.is_empty() || failures.is_empty() {
+        out.push_str(&summary(&plans, &files, &mode, args.write, Some(&home)));
+    }
     let code = write_stdout(&out);
     for failure in &failures {
         crate::report(failure);
@@ -510,6 +526,14 @@ fn summary(
         Mode::Undo => ("unshared", "no server found runs through shoal"),
     };
     if servers == 0 {
+        let left_alone = plans.iter().flat_map(|plan| &plan.rows).any(
+            |row| matches!(&row.action, Action::LeftAlone(why) if why.contains("shoal proxy")),
+        );
+        if left_alone {
+            return "Nothing to change: the servers found are shared already or left alone, as \
+                    listed above.\n"
+                .to_owned();
+        }
         return format!("Nothing to change: {done}.\n");
     }
     let what = format!(

@@ -448,10 +448,15 @@ fn writes_are_backed_up_keep_permissions_follow_symlinks_and_never_clobber() {
         "new",
         "left as it was"
     );
+    // A second write keeps the first backup and numbers its own.
+    let second = write::replace(&link, "new", "newer").unwrap();
+    assert_eq!(second, dir.join("dotfiles/claude.json.shoal-backup.1"));
+    assert_eq!(std::fs::read_to_string(&second).unwrap(), "new");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), "old");
     let leftovers: Vec<_> = std::fs::read_dir(dir.join("dotfiles"))
         .unwrap()
         .map(|entry| entry.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers.len(), 2, "no temporary files: {leftovers:?}");
+    assert_eq!(leftovers.len(), 3, "no temporary files: {leftovers:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

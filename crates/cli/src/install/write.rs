@@ -10,7 +10,7 @@ use anyhow::{Context as _, anyhow};
 /// Replace the file at `path` (the file a symlink points to, so that dotfile managers keep their
 /// link) with `new`, if it still holds `old`; return where its previous text was copied.
 ///
-/// The copy (`<file>.shoal-backup`) and the new file are each written to a temporary file in the
+/// The copy (`<file>.shoal-backup`, or `.shoal-backup.N` when that exists) and the new file are each written to a temporary file in the
 /// same directory, flushed and renamed over, with the file's permission bits: a reader (the host,
 /// starting) sees the old file or the new one, never a part. A host may still write the file
 /// between the check and the rename; the window is a few system calls, and hosts write their
@@ -30,12 +30,30 @@ pub(crate) fn replace(path: &Path, old: &str, new: &str) -> anyhow::Result<PathB
              written to it; run shoal install again"
         ));
     }
-    let mut backup = target.clone().into_os_string();
-    backup.push(".shoal-backup");
-    let backup = PathBuf::from(backup);
+    let backup = free_backup_path(&target);
     atomic_write(&backup, old, mode).with_context(|| format!("back up {shown}"))?;
     atomic_write(&target, new, mode).with_context(|| format!("write {shown}"))?;
     Ok(backup)
+}
+
+/// `<file>.shoal-backup`, else the first free `<file>.shoal-backup.N`: a backup is never
+/// overwritten, so the text from before the first `--write` stays however often it runs.
+fn free_backup_path(target: &Path) -> PathBuf {
+    let mut first = target.as_os_str().to_owned();
+    first.push(".shoal-backup");
+    let first = PathBuf::from(first);
+    let taken = |path: &Path| path.symlink_metadata().is_ok();
+    if !taken(&first) {
+        return first;
+    }
+    (1..)
+        .map(|n| {
+            let mut numbered = first.clone().into_os_string();
+            numbered.push(format!(".{n}"));
+            PathBuf::from(numbered)
+        })
+        .find(|path| !taken(path))
+        .unwrap_or(first) // `1..` is endless; `find` returns only once a name is free.
 }
 
 fn atomic_write(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
