@@ -19,6 +19,7 @@ mod connect;
 mod environment;
 mod fallback;
 mod ledger;
+mod memory;
 mod session;
 mod spawn;
 mod stdio;

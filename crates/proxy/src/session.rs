@@ -113,6 +113,7 @@ pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outc
         impatient: false,
         last_restored: None,
         loss_backoff: FIRST_LOSS_BACKOFF,
+        startup_pages_dropped: false,
     };
     tokio::select! {
         outcome = session.serve(first) => outcome,
@@ -193,6 +194,8 @@ struct Session {
     impatient: bool,
     last_restored: Option<Instant>,
     loss_backoff: Duration,
+    /// The start-up code's pages were given back (after the first answer, see `memory.rs`).
+    startup_pages_dropped: bool,
 }
 
 impl Session {
@@ -339,6 +342,12 @@ impl Session {
         let message = Envelope::parse(line, Validation::Envelope);
         if self.ledger.received(&message) {
             self.write_host(message.line()).await?;
+        }
+        // After the first answer (the host's `initialize`, on the attach's critical path), the
+        // start-up code is done with: its pages go (see `memory.rs`).
+        if !self.startup_pages_dropped {
+            self.startup_pages_dropped = true;
+            crate::memory::drop_startup_pages();
         }
         Ok(())
     }
