@@ -48,11 +48,15 @@ pub fn wait_for_exit(pid: u32, timeout: Duration) -> bool {
 }
 
 /// Reads a pid file written atomically (like the fixture's grandchild pid file), waiting up to
-/// `timeout` for it to appear.
+/// `timeout` for it to appear; an empty file (created, not yet written) counts as not there yet.
 pub fn read_pid_file(path: &Path, timeout: Duration) -> io::Result<u32> {
     let deadline = Instant::now() + timeout;
     loop {
         match std::fs::read_to_string(path) {
+            // Created and not yet written, by a writer that does not publish atomically.
+            Ok(text) if text.trim().is_empty() && Instant::now() < deadline => {
+                std::thread::sleep(POLL_INTERVAL);
+            }
             Ok(text) => {
                 return text.trim().parse().map_err(|_| {
                     io::Error::new(

@@ -376,7 +376,10 @@ pub(crate) fn host_inherit_main(args: &[String]) -> ExitCode {
         .args(args)
         .spawn()
         .expect("spawn shoal proxy");
-    std::fs::write(pid_file, proxy.id().to_string()).expect("write the pid file");
+    // Temp + rename: `read_pid_file` must never see the file created but not yet written.
+    let temporary = format!("{pid_file}.tmp");
+    std::fs::write(&temporary, format!("{}\n", proxy.id())).expect("write the pid file");
+    std::fs::rename(&temporary, pid_file).expect("publish the pid file");
     // Reap the proxy when it exits (so that it is not a zombie), then wait to be killed.
     let _ = proxy.wait();
     std::thread::sleep(Duration::from_secs(600));
