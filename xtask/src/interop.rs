@@ -593,37 +593,8 @@ impl Run {
         stop.args(["stop", "--all"])
             .env("SHOAL_RUNTIME_DIR", &self.scratch.runtime_dir);
         run_command(stop)?;
-        for &(daemon, server) in &self.daemons {
-            ensure!(
-                wait_for_exit(daemon, EXIT_WAIT),
-                "daemon {daemon} still runs after shoal stop --all"
-            );
-            ensure!(
-                wait_for_exit(server, EXIT_WAIT),
-                "server {server} still runs after shoal stop --all"
-            );
-        }
-        let left = self.server_processes();
-        ensure!(
-            left.is_empty(),
-            "server processes {left:?} still run after shoal stop --all"
-        );
-        let running = self
-            .status()?
-            .into_iter()
-            .filter(|entry| entry["state"] == "running")
-            .count();
-        ensure!(
-            running == 0,
-            "shoal status shows {running} running daemons after stop"
-        );
-        self.pass(
-            "shoal stop --all",
-            &format!(
-                "{} daemons and their servers gone, no server process left",
-                self.daemons.len()
-            ),
-        );
+        let detail = all_stopped(&self.daemons, || self.server_processes(), || self.status())?;
+        self.pass("shoal stop --all", &detail);
         Ok(())
     }
 
@@ -686,6 +657,43 @@ fn parse_status(text: &str) -> anyhow::Result<Vec<Value>> {
 /// Live everything-server processes serving the project `root`: `node <entry> ...` whose working
 /// directory is `root` (the daemon starts its server there, and so does a host). Zombies do not
 /// count.
+/// After `shoal stop --all`: each (daemon, server) pair is gone within [`EXIT_WAIT`], then no
+/// server process of the run is `left` and `status` lists no running daemon. Returns the
+/// check's detail.
+fn all_stopped(
+    daemons: &BTreeSet<(u32, u32)>,
+    left: impl FnOnce() -> Vec<u32>,
+    status: impl FnOnce() -> anyhow::Result<Vec<Value>>,
+) -> anyhow::Result<String> {
+    for &(daemon, server) in daemons {
+        ensure!(
+            wait_for_exit(daemon, EXIT_WAIT),
+            "daemon {daemon} still runs after shoal stop --all"
+        );
+        ensure!(
+            wait_for_exit(server, EXIT_WAIT),
+            "server {server} still runs after shoal stop --all"
+        );
+    }
+    let left = left();
+    ensure!(
+        left.is_empty(),
+        "server processes {left:?} still run after shoal stop --all"
+    );
+    let running = status()?
+        .into_iter()
+        .filter(|entry| entry["state"] == "running")
+        .count();
+    ensure!(
+        running == 0,
+        "shoal status shows {running} running daemons after stop"
+    );
+    Ok(format!(
+        "{} daemons and their servers gone, no server process left",
+        daemons.len()
+    ))
+}
+
 fn server_processes(node: &Path, server: &Path, root: &Path) -> Vec<u32> {
     processes(|argv| {
         argv.first() == Some(&node.as_os_str().as_encoded_bytes())

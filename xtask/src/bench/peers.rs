@@ -99,16 +99,7 @@ fn mux_back(args: &[String]) -> anyhow::Result<()> {
     let (socket, server) = socket_and_server(args)?;
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(Path::new(socket)).context("bind the mux socket")?;
-    let mut child = Command::new(&server[0])
-        .args(&server[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("start the server")?;
-    let (Some(mut to_server), Some(mut from_server)) = (child.stdin.take(), child.stdout.take())
-    else {
-        bail!("the server's stdio is not piped");
-    };
+    let (mut child, mut to_server, mut from_server) = start_server(server)?;
     struct Client {
         stream: UnixStream,
         pending: Vec<u8>,
@@ -205,17 +196,9 @@ fn mux_back(args: &[String]) -> anyhow::Result<()> {
 fn relay_back(args: &[String]) -> anyhow::Result<()> {
     let (socket, server) = socket_and_server(args)?;
     let listener = UnixListener::bind(Path::new(socket)).context("bind the relay socket")?;
-    let mut child = Command::new(&server[0])
-        .args(&server[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("start the server")?;
+    let (mut child, stdin, stdout) = start_server(server)?;
     let (stream, _) = listener.accept().context("accept the front relay")?;
     let _ = std::fs::remove_file(socket);
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        bail!("the server's stdio is not piped");
-    };
     let from_front = stream.try_clone()?;
     let up = std::thread::spawn(move || copy(from_front, stdin));
     copy(stdout, &stream)?;
@@ -223,6 +206,26 @@ fn relay_back(args: &[String]) -> anyhow::Result<()> {
     let _ = up.join();
     let _ = child.wait();
     Ok(())
+}
+
+/// Start the server with piped stdin and stdout.
+fn start_server(
+    server: &[String],
+) -> anyhow::Result<(
+    std::process::Child,
+    std::process::ChildStdin,
+    std::process::ChildStdout,
+)> {
+    let mut child = Command::new(&server[0])
+        .args(&server[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start the server")?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        bail!("the server's stdio is not piped");
+    };
+    Ok((child, stdin, stdout))
 }
 
 /// Copy until end of input, as read/write pairs of at most 64 KiB; the writer is closed (dropped)

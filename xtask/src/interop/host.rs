@@ -562,41 +562,17 @@ impl<'a> Stage<'a> {
         stop.args(["stop", "--all"])
             .env("SHOAL_RUNTIME_DIR", &self.runtime_dir);
         self.run("shoal stop --all", stop)?;
-        for &(daemon, server) in &self.daemons {
-            ensure!(
-                wait_for_exit(daemon, EXIT_WAIT),
-                "daemon {daemon} still runs after shoal stop --all"
-            );
-            ensure!(
-                wait_for_exit(server, EXIT_WAIT),
-                "server {server} still runs after shoal stop --all"
-            );
-        }
-        let left: Vec<u32> = self
-            .projects
-            .iter()
-            .flat_map(|project| server_processes(&self.node, &self.server, project))
-            .collect();
-        ensure!(
-            left.is_empty(),
-            "server processes {left:?} still run after shoal stop --all"
-        );
-        let running = self
-            .status()?
-            .into_iter()
-            .filter(|entry| entry["state"] == "running")
-            .count();
-        ensure!(
-            running == 0,
-            "shoal status shows {running} running daemons after stop"
-        );
-        self.pass(
-            "shoal stop --all",
-            &format!(
-                "{} daemons and their servers gone, no server process left",
-                self.daemons.len()
-            ),
-        );
+        let detail = super::all_stopped(
+            &self.daemons,
+            || {
+                self.projects
+                    .iter()
+                    .flat_map(|project| server_processes(&self.node, &self.server, project))
+                    .collect()
+            },
+            || self.status(),
+        )?;
+        self.pass("shoal stop --all", &detail);
         Ok(())
     }
 

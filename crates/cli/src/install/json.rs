@@ -22,17 +22,18 @@ struct Edit {
     text: String,
 }
 
-/// The rows of every server in `sections` and the file's text after `mode`.
+/// The rows of every server in the sections `sections_of` finds in the document, and the file's
+/// text after `mode`.
 pub(crate) fn plan(
     text: &str,
-    sections: &[Section],
+    sections_of: impl FnOnce(&Value) -> Vec<Section>,
     mode: &Mode,
     only: &[String],
 ) -> anyhow::Result<(Vec<Row>, String)> {
     let document = jsonc::parse(text).map_err(|error| anyhow!("it is not valid JSON: {error}"))?;
     let mut rows = Vec::new();
     let mut edits = Vec::new();
-    for section in sections {
+    for section in &sections_of(&document) {
         let Some(servers) = lookup(&document, &section.keys) else {
             continue;
         };

@@ -303,10 +303,13 @@ pub(crate) fn plan(
     only: &[String],
 ) -> anyhow::Result<Plan> {
     let (rows, new) = match &file.format {
-        Format::Json(sections) => json::plan(text, sections, mode, only)?,
-        Format::ClaudeUser { project } => {
-            json::plan(text, &claude_sections(text, project), mode, only)?
-        }
+        Format::Json(sections) => json::plan(text, |_| sections.clone(), mode, only)?,
+        Format::ClaudeUser { project } => json::plan(
+            text,
+            |document| claude_sections(document, project),
+            mode,
+            only,
+        )?,
         Format::Codex(scope) => codex::plan(text, scope, mode, only)?,
     };
     Ok(Plan {
@@ -319,15 +322,11 @@ pub(crate) fn plan(
 
 /// `~/.claude.json`'s server tables: the user's, and the local ones of the project and of the
 /// directories in it (Claude Code keys them by the directory it was started in).
-fn claude_sections(text: &str, project: &Path) -> Vec<json::Section> {
+fn claude_sections(document: &jsonc::Value, project: &Path) -> Vec<json::Section> {
     let mut sections = vec![json::Section {
         scope: "user".into(),
         keys: vec!["mcpServers".into()],
     }];
-    // A file that does not parse gets its error from `json::plan`.
-    let Ok(document) = jsonc::parse(text) else {
-        return sections;
-    };
     if let Some(projects) = document.get("projects")
         && let jsonc::Kind::Object(members) = &projects.value.kind
     {
