@@ -79,8 +79,8 @@ pub enum Field {
     ProgressToken,
     /// `params.requestId`: the request a `notifications/cancelled` cancels.
     RequestId,
-    /// `params.subscriptionId` (2026-07-28): the id of the `subscriptions/listen` request a
-    /// notification belongs to.
+    /// `params._meta["io.modelcontextprotocol/subscriptionId"]` (2026-07-28): the id of the
+    /// `subscriptions/listen` request a notification belongs to.
     SubscriptionId,
 }
 
@@ -96,7 +96,7 @@ impl Field {
             Field::MetaProgressToken => "params._meta.progressToken",
             Field::ProgressToken => "params.progressToken",
             Field::RequestId => "params.requestId",
-            Field::SubscriptionId => "params.subscriptionId",
+            Field::SubscriptionId => "params._meta.io.modelcontextprotocol/subscriptionId",
         }
     }
 }
@@ -870,7 +870,7 @@ mod tests {
             r#"Notification token="p" method=notifications/progress"#,
         );
         check(
-            r#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///a\u00e9","subscriptionId":12}}"#,
+            r#"{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///a\u00e9","_meta":{"io.modelcontextprotocol/subscriptionId":12}}}"#,
             "Notification subscriptionId=12 method=notifications/resources/updated uri=file:///aé",
         );
         check(
@@ -960,7 +960,7 @@ mod tests {
 
     #[test]
     fn rewrite_then_restore_is_the_identity() {
-        let original = r#"{"jsonrpc":"2.0","id":"a","method":"x","params":{"progressToken":1,"requestId":2,"subscriptionId":3,"_meta":{"progressToken":"a"}}}"#;
+        let original = r#"{"jsonrpc":"2.0","id":"a","method":"x","params":{"progressToken":1,"requestId":2,"_meta":{"io.modelcontextprotocol/subscriptionId":3,"progressToken":"a"}}}"#;
         let envelope = Envelope::parse(Line::new(original.to_owned()).unwrap(), Validation::Full);
         let fields = [
             Field::Id,
@@ -974,7 +974,7 @@ mod tests {
         let rewritten = envelope.rewrite(&edits).unwrap().to_line();
         assert_eq!(
             rewritten.as_bytes(),
-            br#"{"jsonrpc":"2.0","id":100,"method":"x","params":{"progressToken":102,"requestId":103,"subscriptionId":104,"_meta":{"progressToken":101}}}"#
+            br#"{"jsonrpc":"2.0","id":100,"method":"x","params":{"progressToken":102,"requestId":103,"_meta":{"io.modelcontextprotocol/subscriptionId":104,"progressToken":101}}}"#
         );
         let reparsed = Envelope::parse(rewritten, Validation::Full);
         let originals: Vec<Id> = fields

@@ -600,7 +600,7 @@ impl Name {
             Name::ProgressToken => "params.progressToken",
             Name::RequestId => "params.requestId",
             Name::Uri => "params.uri",
-            Name::SubscriptionId => "params.subscriptionId",
+            Name::SubscriptionId => "params._meta.io.modelcontextprotocol/subscriptionId",
         }
     }
 }
@@ -656,8 +656,8 @@ fn name_at(bytes: &[u8], (span, escaped): (Span, bool), level: Level) -> Option<
         (Level::Params, b"progressToken") => Some(Name::ProgressToken),
         (Level::Params, b"requestId") => Some(Name::RequestId),
         (Level::Params, b"uri") => Some(Name::Uri),
-        (Level::Params, b"subscriptionId") => Some(Name::SubscriptionId),
         (Level::Meta, b"progressToken") => Some(Name::MetaProgressToken),
+        (Level::Meta, b"io.modelcontextprotocol/subscriptionId") => Some(Name::SubscriptionId),
         _ => None,
     }
 }
@@ -814,7 +814,7 @@ mod tests {
             r#"jsonrpc="2.0" id=- method="notifications/progress" params=true result=false error=false meta.token=- token=3 requestId=- uri=- subscriptionId=- duplicate=-"#,
         );
         check(
-            r#"{"jsonrpc":"2.0","method":"x","params":{"requestId":1.0,"uri":"file:///a","subscriptionId":-2e3}}"#,
+            r#"{"jsonrpc":"2.0","method":"x","params":{"requestId":1.0,"uri":"file:///a","subscriptionId":5,"_meta":{"io.modelcontextprotocol/subscriptionId":-2e3}}}"#,
             r#"jsonrpc="2.0" id=- method="x" params=true result=false error=false meta.token=- token=- requestId=1.0 uri="file:///a" subscriptionId=-2e3 duplicate=-"#,
         );
     }

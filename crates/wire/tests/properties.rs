@@ -128,12 +128,14 @@ fn envelope() -> impl Strategy<Value = String> {
     )
         .prop_flat_map(
             |(kind, id, meta_token, token, request_id, subscription_id, filler, space, _)| {
-                let meta = format!("{{\"progressToken\"{space}:{space}{meta_token}}}");
+                let meta = format!(
+                    "{{\"progressToken\"{space}:{space}{meta_token},\
+                     \"io.modelcontextprotocol/subscriptionId\":{subscription_id}}}"
+                );
                 let mut params = vec![
                     format!("\"_meta\":{meta}"),
                     format!("\"progressToken\":{token}"),
                     format!("\"requestId\":{request_id}"),
-                    format!("\"subscriptionId\":{subscription_id}"),
                 ];
                 params.extend(
                     filler

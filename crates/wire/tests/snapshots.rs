@@ -133,7 +133,7 @@ fn rewritten_envelopes() {
             vec![(Field::RequestId, Id::from_u64(1001))],
         ),
         (
-            r#"{ "jsonrpc" : "2.0" , "method" : "notifications/resources/updated" , "params" : { "uri" : "file:///a" , "subscriptionId" : 1001 } }"#,
+            r#"{ "jsonrpc" : "2.0" , "method" : "notifications/resources/updated" , "params" : { "uri" : "file:///a" , "_meta" : { "io.modelcontextprotocol/subscriptionId" : 1001 } } }"#,
             vec![(Field::SubscriptionId, Id::string("1"))],
         ),
     ];

@@ -20,6 +20,11 @@ use shoal_ipc::session::LogLevel as Level;
 
 impl Router {
     pub(super) fn backend_notification(&mut self, envelope: &Envelope, out: &mut Outputs) {
+        // A `subscriptions/listen` stream's notifications (2026-07-28), whatever their method:
+        // a tagged `list_changed` or resource update is the listener's, not everyone's.
+        if let Some(subscription) = envelope.get(Field::SubscriptionId) {
+            return self.notify_request_owner(envelope, &subscription, Field::SubscriptionId, out);
+        }
         let method = envelope.method().unwrap_or_default();
         match method {
             "notifications/progress" => {
@@ -74,8 +79,6 @@ impl Router {
                     if self.lists.backend_changed(kind, Instant::now()) {
                         self.broadcast_list_changed(kind, out);
                     }
-                } else if let Some(subscription) = envelope.get(Field::SubscriptionId) {
-                    self.notify_request_owner(envelope, &subscription, Field::SubscriptionId, out);
                 } else {
                     self.broadcast(envelope.line(), out);
                 }

@@ -13,6 +13,7 @@ use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, response_value}
 
 use super::dispatch::{ClientId, Outputs, Router};
 use super::elicitations;
+use super::in_flight::{InFlight, Owner};
 
 /// What a client declared it can answer, as far as the server's requests go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -305,15 +306,53 @@ impl Router {
 
     /// The backend withdrew a request it had sent to a client.
     pub(super) fn backend_cancellation(&mut self, envelope: &Envelope, out: &mut Outputs) {
-        let Some(asked) = envelope
-            .get(Field::RequestId)
-            .and_then(|backend_id| self.asked.withdrawn(&backend_id))
-        else {
+        let Some(request_id) = envelope.get(Field::RequestId) else {
             return;
+        };
+        let Some(asked) = self.asked.withdrawn(&request_id) else {
+            // Or it ends a client's request itself: a server tearing down a
+            // `subscriptions/listen` stream (2026-07-28) cancels the listen request.
+            return self.backend_ended_request(&request_id, envelope, out);
         };
         match envelope.rewrite(&[(Field::RequestId, &self.asked_id(asked.number))]) {
             Ok(rewritten) => out.to_clients.push((asked.client, rewritten.into())),
             Err(error) => tracing::debug!(%error, "could not map a cancellation to its client"),
+        }
+    }
+
+    /// The backend cancelled `client`'s request `backend_id` (2026-07-28 servers end a
+    /// `subscriptions/listen` stream so): that client alone hears of it, under its own id, and
+    /// the request is over. Any other id is dropped.
+    fn backend_ended_request(&mut self, backend_id: &Id, envelope: &Envelope, out: &mut Outputs) {
+        let owned = backend_id
+            .as_str()
+            .parse::<u64>()
+            .ok()
+            .filter(|&backend_id| {
+                self.in_flight
+                    .get(backend_id)
+                    .is_some_and(|entry| matches!(entry.owner, Owner::Client { .. }))
+            })
+            .and_then(|backend_id| self.in_flight.finish(backend_id));
+        let Some(InFlight {
+            owner: Owner::Client { client, id },
+            ..
+        }) = owned
+        else {
+            tracing::debug!("dropped the MCP server's cancellation of no request in flight");
+            return;
+        };
+        match envelope.rewrite(&[(Field::RequestId, &id)]) {
+            Ok(rewritten) => out.to_clients.push((client, rewritten.into())),
+            Err(error) => tracing::debug!(%error, "could not map a cancellation to its client"),
+        }
+        // A cancelled request goes unanswered, as JSON-RPC allows: a batch no longer waits for it.
+        if let Some(joined) = self
+            .clients
+            .get_mut(&client)
+            .and_then(|state| state.batches.cancelled(&id))
+        {
+            out.to_clients.push((client, joined.into()));
         }
     }
 

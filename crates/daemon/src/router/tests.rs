@@ -930,29 +930,68 @@ fn an_unavailable_backend_refuses_held_and_later_requests_with_its_reason() {
     );
 }
 
-/// FIXME: a `list_changed` tagged with a subscription id is broadcast as a plain `list_changed`
-/// (its params dropped) instead of reaching the listener; and 2026-07-28 carries the id in
-/// `params._meta["io.modelcontextprotocol/subscriptionId"]`, which is not read at all.
+/// 2026-07-28 tags a stream's notifications with the listen request's id in
+/// `params._meta["io.modelcontextprotocol/subscriptionId"]`: whatever their method (a
+/// `list_changed`, a resource update), they go to the listener alone, under its own id; the old
+/// draft's `params.subscriptionId` means nothing. The server ending the stream cancels the listen
+/// request: that reaches the listener, and the stream's later notifications reach nobody.
 #[test]
 fn a_subscription_stream_goes_to_the_request_that_opened_it() {
     check(
         r#"
         join 1
         join 2
-        1> {"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{}}
-        b> {"jsonrpc":"2.0","method":"notifications/resources/list_changed","params":{"subscriptionId":2}}
+        1> {"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}
+        b> {"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":2},"notifications":{"toolsListChanged":true}}}
+        b> {"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":2}}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":2},"uri":"file:///a"}}
         b> {"jsonrpc":"2.0","method":"notifications/custom","params":{"subscriptionId":2}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"shutting down"}}
+        b> {"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":2}}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}
         "#,
         r#"
         join 1
         join 2
-        1> {"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{}}
-          b< {"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{}}
-        b> {"jsonrpc":"2.0","method":"notifications/resources/list_changed","params":{"subscriptionId":2}}
-          1< {"jsonrpc":"2.0","method":"notifications/resources/list_changed"}
-          2< {"jsonrpc":"2.0","method":"notifications/resources/list_changed"}
+        1> {"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}
+          b< {"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}
+        b> {"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":2},"notifications":{"toolsListChanged":true}}}
+          1< {"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"L"},"notifications":{"toolsListChanged":true}}}
+        b> {"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":2}}}
+          1< {"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"L"}}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":2},"uri":"file:///a"}}
+          1< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"L"},"uri":"file:///a"}}
         b> {"jsonrpc":"2.0","method":"notifications/custom","params":{"subscriptionId":2}}
-          1< {"jsonrpc":"2.0","method":"notifications/custom","params":{"subscriptionId":"L"}}
+          1< {"jsonrpc":"2.0","method":"notifications/custom","params":{"subscriptionId":2}}
+          2< {"jsonrpc":"2.0","method":"notifications/custom","params":{"subscriptionId":2}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"shutting down"}}
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"L","reason":"shutting down"}}
+        b> {"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":2}}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}
+        "#,
+    );
+}
+
+/// A listen request in a batch: the server ending its stream is not an answer, so the batch is
+/// sent without it.
+#[test]
+fn a_stream_the_server_ends_no_longer_holds_up_its_batch() {
+    check(
+        r#"
+        join 1
+        1> [{"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{}},{"jsonrpc":"2.0","id":"T","method":"tools/list"}]
+        b> {"jsonrpc":"2.0","id":3,"result":{"tools":[]}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}
+        "#,
+        r#"
+        join 1
+        1> [{"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{}},{"jsonrpc":"2.0","id":"T","method":"tools/list"}]
+          b< {"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{}}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/list"}
+        b> {"jsonrpc":"2.0","id":3,"result":{"tools":[]}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"L"}}
+          1< [{"jsonrpc":"2.0","id":"T","result":{"tools":[]}}]
         "#,
     );
 }
