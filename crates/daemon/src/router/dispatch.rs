@@ -432,14 +432,7 @@ impl Router {
         let Some(request_id) = envelope.get(Field::RequestId) else {
             return;
         };
-        // JSON-RPC lets a cancelled request go unanswered: one in a batch no longer holds it up.
-        if let Some(joined) = self
-            .clients
-            .get_mut(&client)
-            .and_then(|state| state.batches.cancelled(&request_id))
-        {
-            out.to_clients.push((client, joined.into()));
-        }
+        self.release_from_batch(client, &request_id, out);
         if self.pending.cancel(client, &request_id) {
             return;
         }
@@ -449,6 +442,18 @@ impl Router {
         match envelope.rewrite(&[(Field::RequestId, &Id::from_u64(backend_id))]) {
             Ok(rewritten) => out.to_backend.push(rewritten.into()),
             Err(error) => tracing::debug!(client, %error, "could not map a cancellation"),
+        }
+    }
+
+    /// `client`'s request `id` was cancelled: JSON-RPC lets it go unanswered, so a batch it is in
+    /// no longer waits for it (and is sent if that was the last answer missing).
+    pub(super) fn release_from_batch(&mut self, client: ClientId, id: &Id, out: &mut Outputs) {
+        if let Some(joined) = self
+            .clients
+            .get_mut(&client)
+            .and_then(|state| state.batches.cancelled(id))
+        {
+            out.to_clients.push((client, joined.into()));
         }
     }
 

@@ -13,7 +13,7 @@ use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, response_value}
 
 use super::dispatch::{ClientId, Outputs, Router};
 use super::elicitations;
-use super::in_flight::{InFlight, Owner};
+use super::in_flight::{Hook, InFlight, Owner};
 
 /// What a client declared it can answer, as far as the server's requests go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -328,10 +328,12 @@ impl Router {
             .as_str()
             .parse::<u64>()
             .ok()
+            // A request whose answer does the daemon's work (a first subscribe others wait on,
+            // a task's creation) stays until answered: ending it here would lose those answers.
             .filter(|&backend_id| {
-                self.in_flight
-                    .get(backend_id)
-                    .is_some_and(|entry| matches!(entry.owner, Owner::Client { .. }))
+                self.in_flight.get(backend_id).is_some_and(|entry| {
+                    matches!(entry.owner, Owner::Client { .. }) && entry.hook == Hook::None
+                })
             })
             .and_then(|backend_id| self.in_flight.finish(backend_id));
         let Some(InFlight {
@@ -346,14 +348,7 @@ impl Router {
             Ok(rewritten) => out.to_clients.push((client, rewritten.into())),
             Err(error) => tracing::debug!(%error, "could not map a cancellation to its client"),
         }
-        // A cancelled request goes unanswered, as JSON-RPC allows: a batch no longer waits for it.
-        if let Some(joined) = self
-            .clients
-            .get_mut(&client)
-            .and_then(|state| state.batches.cancelled(&id))
-        {
-            out.to_clients.push((client, joined.into()));
-        }
+        self.release_from_batch(client, &id, out);
     }
 
     /// `client` left: the backend gets an error for every request it was asked, and never waits.

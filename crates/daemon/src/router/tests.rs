@@ -996,6 +996,34 @@ fn a_stream_the_server_ends_no_longer_holds_up_its_batch() {
     );
 }
 
+/// A server cancelling a request whose answer others wait on (the first subscribe of a URI)
+/// does not end it: the daemon still needs its answer, and every waiting subscriber gets it.
+#[test]
+fn a_server_cannot_end_a_request_others_wait_on() {
+    check(
+        r#"
+        backend {"resources":{"subscribe":true}}
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+        "#,
+        r#"
+        join 1
+        join 2
+        1> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+        2> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"file:///a"}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+          1< {"jsonrpc":"2.0","id":1,"result":{}}
+          2< {"jsonrpc":"2.0","id":1,"result":{}}
+        "#,
+    );
+}
+
 #[test]
 fn odd_batches_get_the_answers_json_rpc_asks_for() {
     check(
