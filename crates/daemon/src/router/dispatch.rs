@@ -24,7 +24,9 @@ use super::in_flight::{DaemonCall, Hook, InFlight, InFlightTable, Owner, Release
 use super::levels::Levels;
 use super::lists::Lists;
 use super::pending::Pending;
+use super::rounds::Rounds;
 use super::server_requests::ClientCapabilities;
+use super::stateless::{BackendEra, ClientEra};
 use super::subscriptions::{self, Subscriptions};
 use super::tasks::{self, Tasks};
 use crate::outbox::Outgoing;
@@ -62,6 +64,10 @@ pub(crate) struct Router {
     pub(super) initialized_backends: u64,
     /// Whether the backend serves: the one answer to that question in the daemon.
     pub(super) phase: Phase,
+    /// How the daemon speaks to its backend processes (`stateless.rs`).
+    pub(super) era: BackendEra,
+    /// Translated clients' requests waiting on their answers to a stateless server's questions.
+    pub(super) rounds: Rounds,
     pub(super) clients: HashMap<ClientId, ClientState>,
     pub(super) in_flight: InFlightTable,
     pub(super) asked: AskedTable,
@@ -82,9 +88,12 @@ pub(crate) struct Router {
 pub(super) enum Phase {
     /// No initialized backend yet: it is starting or restarting. Client messages wait.
     Waiting,
+    /// The probe (`server/discover`) is in flight: the backend's era is being learnt.
+    Probing,
     /// The daemon's `initialize` is in flight.
     Initializing,
-    /// Serving. `result` is the backend's initialize result, answered to every client.
+    /// Serving. `result` is the backend's initialize result, answered to every client, or its
+    /// discover result on a stateless backend.
     Ready { result: Map<String, Value> },
     /// The backend cannot serve (crash loop, shutdown); requests are answered with this reason.
     Unavailable { reason: String },
@@ -99,6 +108,8 @@ pub(super) struct ClientState {
     /// The backend id of the client's latest request: ranks clients for server-to-client routing.
     pub(super) last_request: u64,
     pub(super) batches: Batches,
+    /// Its era, on a stateless backend.
+    pub(super) era: ClientEra,
 }
 
 impl Router {
@@ -120,6 +131,8 @@ impl Router {
             next_id: 1,
             initialized_backends: 0,
             phase: Phase::Waiting,
+            era: BackendEra::Unprobed,
+            rounds: Rounds::default(),
             clients: HashMap::new(),
             in_flight: InFlightTable::default(),
             asked: AskedTable::default(),
@@ -188,12 +201,15 @@ impl Router {
         }
         self.tasks.client_left(client);
         self.elicitations.client_left(client);
+        self.client_left_rounds(client);
     }
 
     /// The backend process is gone (crash, restart, stop): every request it held gets `reason` as
     /// an error; requests it sent to clients are withdrawn. Messages still queued for the next
     /// backend stay queued.
     pub(crate) fn backend_lost(&mut self, reason: &str, out: &mut Outputs) {
+        self.probe_lost();
+        self.backend_lost_rounds(reason, out);
         for entry in self.in_flight.drain() {
             if let Owner::Client { client, id } = &entry.owner {
                 let answer = error_response(Some(id), ErrorCode::BACKEND_UNAVAILABLE, reason);
@@ -341,11 +357,17 @@ impl Router {
         let Some(id) = envelope.id() else {
             return;
         };
+        let stateless = self.is_stateless() && self.is_ready();
         match envelope.method() {
-            Some("ping") => return self.answer(client, &id, &json!({}), out),
+            // On a stateless backend, a modern client's `ping` and `server/discover` are the
+            // server's to answer (`stateless.rs`).
+            Some("ping") if !stateless => return self.answer(client, &id, &json!({}), out),
+            Some(session::INITIALIZE) if stateless => {
+                return self.answer_initialize_from_discover(client, &id, &envelope, out);
+            }
             // Dual-era clients probe `server/discover` and fall back to `initialize` on any error.
-            // The daemon speaks the initialize era to its backend, whatever the backend knows.
-            Some("server/discover") => {
+            // A handshake-era backend is served the handshake way, as it would be directly.
+            Some("server/discover") if self.era == BackendEra::Handshake => {
                 let answer = error_response(
                     Some(&id),
                     ErrorCode::METHOD_NOT_FOUND,
@@ -365,12 +387,17 @@ impl Router {
                 let answer = error_response(Some(&id), ErrorCode::BACKEND_UNAVAILABLE, reason);
                 self.reply(client, &id, answer.into(), out);
             }
-            Phase::Waiting | Phase::Initializing => self.hold(client, envelope, out),
+            Phase::Waiting | Phase::Probing | Phase::Initializing => {
+                self.hold(client, envelope, out);
+            }
         }
     }
 
     /// A request while the backend serves.
     fn route_request(&mut self, client: ClientId, id: Id, envelope: Envelope, out: &mut Outputs) {
+        if self.is_stateless() {
+            return self.route_stateless(client, id, envelope, out);
+        }
         match envelope.method() {
             // Counted only where the server has subscriptions; elsewhere it answers them itself
             // (with -32601, typically), as it would directly.
@@ -412,7 +439,10 @@ impl Router {
             Some(session::INITIALIZED) => {
                 if let Some(state) = self.clients.get_mut(&client) {
                     state.ready = true;
-                    if let Some(level) = self.levels.ready(client) {
+                    // A stateless backend has no level to set: each request carries its own.
+                    if let Some(level) = self.levels.ready(client)
+                        && !self.is_stateless()
+                    {
                         self.set_backend_level(level, out);
                     }
                 }
@@ -423,7 +453,9 @@ impl Router {
             _ => match self.phase {
                 Phase::Ready { .. } => out.to_backend.push(envelope.into_line().into()),
                 Phase::Unavailable { .. } => {}
-                Phase::Waiting | Phase::Initializing => self.hold(client, envelope, out),
+                Phase::Waiting | Phase::Probing | Phase::Initializing => {
+                    self.hold(client, envelope, out);
+                }
             },
         }
     }
@@ -433,7 +465,7 @@ impl Router {
             return;
         };
         self.release_from_batch(client, &request_id, out);
-        if self.pending.cancel(client, &request_id) {
+        if self.pending.cancel(client, &request_id) || self.cancel_round(client, &request_id, out) {
             return;
         }
         let Some(Released::Cancel(backend_id)) = self.in_flight.release(client, &request_id) else {
@@ -633,6 +665,9 @@ impl Router {
             self.tasks.drop_held();
         }
         match entry.owner {
+            Owner::Client { client, id } if success && self.translates(client) => {
+                self.translated_answer(client, id, entry.hook, envelope, out);
+            }
             Owner::Client { client, id } => {
                 if !success {
                     self.note_required_elicitations(client, envelope);
@@ -656,6 +691,7 @@ impl Router {
                 self.reply(client, &id, answer, out);
             }
             Owner::Gone => {}
+            Owner::Daemon(DaemonCall::Discover) => self.probe_answered(envelope, out),
             Owner::Daemon(DaemonCall::Initialize) => self.initialize_answered(envelope, out),
             Owner::Daemon(DaemonCall::ListPage(kind)) => self.list_page(kind, envelope, out),
             Owner::Daemon(DaemonCall::Housekeeping(method)) => {

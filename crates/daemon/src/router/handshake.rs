@@ -39,11 +39,11 @@ const KNOWN_PROTOCOL_VERSIONS: [&str; 5] = [
 ];
 
 /// The first version with tasks.
-const TASKS_PROTOCOL_VERSION: &str = "2025-11-25";
+pub(super) const TASKS_PROTOCOL_VERSION: &str = "2025-11-25";
 
 impl Router {
-    /// A backend process was started: initialize it, once.
-    pub(crate) fn backend_started(&mut self, out: &mut Outputs) {
+    /// Initialize a handshake-era backend process, once.
+    pub(super) fn send_initialize(&mut self, out: &mut Outputs) {
         let id = self.mint_id();
         self.in_flight.insert(
             id,
@@ -250,7 +250,7 @@ impl Router {
 /// The version a client is answered with: its own when the daemon knows it and the backend's is at
 /// least as new (servers keep speaking older versions, and newer fields are ignored by older
 /// clients); otherwise the backend's, for the client to accept or refuse.
-fn negotiate<'a>(requested: &'a str, backend: &'a str) -> &'a str {
+pub(super) fn negotiate<'a>(requested: &'a str, backend: &'a str) -> &'a str {
     if KNOWN_PROTOCOL_VERSIONS.contains(&requested) && requested <= backend {
         requested
     } else {

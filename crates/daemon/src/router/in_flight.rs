@@ -40,6 +40,8 @@ pub(super) enum Owner {
 /// Requests the daemon makes of the backend on its own account.
 #[derive(Debug)]
 pub(super) enum DaemonCall {
+    /// The probe: `server/discover`, to learn the backend's era (`stateless.rs`).
+    Discover,
     Initialize,
     /// A page of a fingerprinting listing (see `lists.rs`).
     ListPage(ListKind),
@@ -57,6 +59,20 @@ pub(super) enum Hook {
     CreatesTask,
     /// `tasks/list`: the answer is narrowed to the requester's tasks.
     ListsTasks,
+    /// A translated client's request a stateless server may answer with an
+    /// `InputRequiredResult`: what it takes to send it again (`rounds.rs`).
+    Retryable(Box<Retry>),
+}
+
+/// A translated client's request as sent to a stateless backend, to retry with the answers to
+/// the server's questions.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Retry {
+    pub(super) method: String,
+    /// The params as the client sent them, with its `_meta` added.
+    pub(super) params: serde_json::Map<String, serde_json::Value>,
+    /// Rounds of questions so far.
+    pub(super) round: u32,
 }
 
 /// What releasing a client's request (cancelled, or its client left) means for the backend.

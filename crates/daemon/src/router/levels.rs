@@ -50,6 +50,11 @@ impl Levels {
         self.backend
     }
 
+    /// The level `client` set, if it set one.
+    pub(crate) fn level_of(&self, client: ClientId) -> Option<Level> {
+        self.clients.get(&client).copied().flatten()
+    }
+
     /// Whether `client` is shown a message at `level`.
     pub(crate) fn admits(&self, client: ClientId, level: Level) -> bool {
         match self.clients.get(&client) {

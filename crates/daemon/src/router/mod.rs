@@ -33,7 +33,9 @@ mod levels;
 mod lists;
 mod notifications;
 mod pending;
+mod rounds;
 mod server_requests;
+mod stateless;
 mod subscriptions;
 mod tasks;
 

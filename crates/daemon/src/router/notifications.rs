@@ -42,6 +42,9 @@ impl Router {
                         .push((client, envelope.line().clone().into()));
                 }
             }
+            "notifications/message" if self.is_stateless() => {
+                self.stateless_log(envelope, log_level(envelope), out);
+            }
             "notifications/message" => {
                 let level = log_level(envelope);
                 for (&client, state) in &self.clients {

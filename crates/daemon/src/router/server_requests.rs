@@ -283,10 +283,14 @@ impl Router {
         envelope: &Envelope,
         out: &mut Outputs,
     ) {
-        let asked = envelope
-            .id()
-            .and_then(|id| self.parse_asked_id(&id))
-            .and_then(|number| self.asked.answered(number, client));
+        let number = envelope.id().and_then(|id| self.parse_asked_id(&id));
+        if let Some(number) = number
+            && let Ok(answer) = serde_json::from_slice::<Value>(envelope.line().as_bytes())
+            && self.round_answer(client, number, &answer, out)
+        {
+            return;
+        }
+        let asked = number.and_then(|number| self.asked.answered(number, client));
         let Some(asked) = asked else {
             tracing::debug!(client, "dropped a client's answer to no request of ours");
             return;

@@ -6,7 +6,9 @@
 //! A script is one input per line:
 //!
 //! - `backend {capabilities}`: (first line only) the backend's initialize capabilities; `{}` by
-//!   default. The router starts with that backend initialized (initialize id 1);
+//!   default. The router starts with that backend initialized (its probe refused, initialize
+//!   id 1); `discover {result}`: instead, a 2026-07-28 backend whose probe got that result;
+//!   `unprobed`: instead, no backend started yet;
 //! - `join N [sampling,elicitation.url]`: client N connects, initializes (declaring those
 //!   capabilities; `a.b` declares `"a":{"b":{}}`) and sends `notifications/initialized`;
 //!   `attach N`: it only connects;
@@ -58,11 +60,32 @@ fn initialized_backend(capabilities: &str) -> Router {
     let mut router = Router::new(Path::new("/project"), "0.0.0-test", "test");
     let mut out = Outputs::default();
     router.backend_started(&mut out);
+    // The probe, refused as a handshake-era server refuses an unknown method.
+    router.backend_line(
+        line(r#"{"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"Method not found"}}"#),
+        &mut out,
+    );
     router.backend_line(
         line(&format!(
             r#"{{"jsonrpc":"2.0","id":1,"result":{{"protocolVersion":"2025-11-25","capabilities":{capabilities},"serverInfo":{{"name":"b","version":"1"}}}}}}"#
         )),
         &mut out,
+    );
+    router
+}
+
+/// A router whose backend answered the probe with `result`: a 2026-07-28 server.
+fn stateless_backend(result: &str) -> Router {
+    let mut router = Router::new(Path::new("/project"), "0.0.0-test", "test");
+    let mut out = Outputs::default();
+    router.backend_started(&mut out);
+    router.backend_line(
+        line(&format!(r#"{{"jsonrpc":"2.0","id":0,"result":{result}}}"#)),
+        &mut out,
+    );
+    assert!(
+        router.is_ready(),
+        "the probe's answer did not make it stateless"
     );
     router
 }
@@ -80,15 +103,19 @@ fn check(script: &str, expected: &str) {
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .peekable();
-    let capabilities = match lines.peek().and_then(|line| line.strip_prefix("backend ")) {
-        Some(capabilities) => {
-            let capabilities = capabilities.to_owned();
-            lines.next();
-            capabilities
-        }
-        None => "{}".to_owned(),
+    let header = lines.peek().copied().unwrap_or_default();
+    let mut router = if let Some(capabilities) = header.strip_prefix("backend ") {
+        lines.next();
+        initialized_backend(capabilities)
+    } else if let Some(result) = header.strip_prefix("discover ") {
+        lines.next();
+        stateless_backend(result)
+    } else if header == "unprobed" {
+        lines.next();
+        Router::new(Path::new("/project"), "0.0.0-test", "test")
+    } else {
+        initialized_backend("{}")
     };
-    let mut router = initialized_backend(&capabilities);
     let mut transcript = String::new();
     for input in lines {
         let mut out = Outputs::default();
@@ -1076,6 +1103,249 @@ fn what_strict_servers_cannot_parse_is_refused_to_its_sender() {
           1< {"jsonrpc":"2.0","id":2,"error":{"code":-32700,"message":"Parse error: the message is not valid JSON"}}
         1> {"jsonrpc":"2.0","id":3,"method":"a","params":{"d":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}}
           1< {"jsonrpc":"2.0","id":3,"error":{"code":-32700,"message":"Parse error: the message is not valid JSON"}}
+        "#,
+    );
+}
+
+/// The discover result of a 2026-07-28 server, as the dual-era Python SDK server answers it.
+const DISCOVER: &str = r#"{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true},"resources":{"subscribe":true,"listChanged":true},"logging":{}},"instructions":"be kind","resultType":"complete","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"dual","version":"2"}}}"#;
+
+#[test]
+fn a_handshake_server_is_probed_once_then_initialized() {
+    check(
+        r#"
+        unprobed
+        attach 1
+        1> {"jsonrpc":"2.0","id":"a","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}
+        1> {"jsonrpc":"2.0","id":"d","method":"server/discover"}
+        start
+        b> {"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"Method not found"}}
+        b> {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"b","version":"1"}}}
+        lost
+        start
+        "#,
+        r#"
+        attach 1
+        1> {"jsonrpc":"2.0","id":"a","method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}
+        1> {"jsonrpc":"2.0","id":"d","method":"server/discover"}
+        start
+          b< {"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+        b> {"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"Method not found"}}
+          b< {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+        b> {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"b","version":"1"}}}
+          b< {"jsonrpc":"2.0","method":"notifications/initialized"}
+          1< {"jsonrpc":"2.0","id":"a","result":{"capabilities":{},"protocolVersion":"2025-06-18","serverInfo":{"name":"b","version":"1"}}}
+          1< {"jsonrpc":"2.0","id":"d","error":{"code":-32601,"message":"server/discover is not supported: this shared server speaks the initialize-based MCP protocol; send `initialize`"}}
+          signal: Initialized
+        lost
+        start
+          b< {"jsonrpc":"2.0","id":2,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+        "#,
+    );
+}
+
+#[test]
+fn a_server_that_dies_on_the_probe_is_initialized_after_its_restart() {
+    check(
+        r#"
+        unprobed
+        attach 1
+        1> {"jsonrpc":"2.0","id":"t","method":"tools/list"}
+        start
+        lost
+        start
+        b> {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"b","version":"1"}}}
+        "#,
+        r#"
+        attach 1
+        1> {"jsonrpc":"2.0","id":"t","method":"tools/list"}
+        start
+          b< {"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+        lost
+        start
+          b< {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+        b> {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"b","version":"1"}}}
+          b< {"jsonrpc":"2.0","method":"notifications/initialized"}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/list"}
+          signal: Initialized
+        "#,
+    );
+}
+
+#[test]
+fn a_stateless_server_is_served_to_modern_clients_untouched() {
+    check(
+        &format!(
+            r#"
+        discover {DISCOVER}
+        attach 1
+        1> {{"jsonrpc":"2.0","id":"d","method":"server/discover","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}
+        b> {{"jsonrpc":"2.0","id":1,"result":{{"supportedVersions":["2026-07-28"],"resultType":"complete"}}}}
+        1> {{"jsonrpc":"2.0","id":"p","method":"ping"}}
+        b> {{"jsonrpc":"2.0","id":2,"error":{{"code":-32601,"message":"Method not found"}}}}
+        1> {{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{{"name":"chatty","_meta":{{"progressToken":"tok","io.modelcontextprotocol/logLevel":"warning"}}}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"quiet"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"error","data":"loud"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":3,"progress":1}}}}
+        b> {{"jsonrpc":"2.0","id":3,"result":{{"content":[],"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}},"requestState":"s1"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"error","data":"nobody asked"}}}}
+        "#
+        ),
+        r#"
+        attach 1
+        1> {"jsonrpc":"2.0","id":"d","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+          b< {"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+        b> {"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"],"resultType":"complete"}}
+          1< {"jsonrpc":"2.0","id":"d","result":{"supportedVersions":["2026-07-28"],"resultType":"complete"}}
+        1> {"jsonrpc":"2.0","id":"p","method":"ping"}
+          b< {"jsonrpc":"2.0","id":2,"method":"ping"}
+        b> {"jsonrpc":"2.0","id":2,"error":{"code":-32601,"message":"Method not found"}}
+          1< {"jsonrpc":"2.0","id":"p","error":{"code":-32601,"message":"Method not found"}}
+        1> {"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"chatty","_meta":{"progressToken":"tok","io.modelcontextprotocol/logLevel":"warning"}}}
+          b< {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"chatty","_meta":{"progressToken":3,"io.modelcontextprotocol/logLevel":"warning"}}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"quiet"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"loud"}}
+          1< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"loud"}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":3,"progress":1}}
+          1< {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"tok","progress":1}}
+        b> {"jsonrpc":"2.0","id":3,"result":{"content":[],"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}},"requestState":"s1"}}
+          1< {"jsonrpc":"2.0","id":"c","result":{"content":[],"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}},"requestState":"s1"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"nobody asked"}}
+        "#,
+    );
+}
+
+#[test]
+fn a_handshake_client_on_a_stateless_server_is_served_in_its_own_era() {
+    check(
+        &format!(
+            r#"
+        discover {DISCOVER}
+        attach 1
+        1> {{"jsonrpc":"2.0","id":0,"method":"initialize","params":{{"protocolVersion":"2025-03-26","capabilities":{{"sampling":{{}}}},"clientInfo":{{"name":"old","version":"1"}}}}}}
+        1> {{"jsonrpc":"2.0","method":"notifications/initialized"}}
+        1> {{"jsonrpc":"2.0","id":1,"method":"ping"}}
+        1> {{"jsonrpc":"2.0","id":2,"method":"tools/list"}}
+        b> {{"jsonrpc":"2.0","id":1,"result":{{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"shared","_meta":{{"io.modelcontextprotocol/serverInfo":{{"name":"dual","version":"2"}}}}}}}}
+        1> {{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{{"level":"warning"}}}}
+        1> {{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"chatty","_meta":{{"progressToken":7}}}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"quiet"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"error","data":"loud"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":2,"progress":1}}}}
+        b> {{"jsonrpc":"2.0","id":2,"error":{{"code":-32602,"message":"no such tool"}}}}
+        1> {{"jsonrpc":"2.0","id":5,"method":"tools/call","params":7}}
+        1> {{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{{"_meta":[]}}}}
+        "#
+        ),
+        r#"
+        attach 1
+        1> {"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{"sampling":{}},"clientInfo":{"name":"old","version":"1"}}}
+          1< {"jsonrpc":"2.0","id":0,"result":{"capabilities":{"logging":{},"resources":{"listChanged":false,"subscribe":false},"tools":{"listChanged":false}},"instructions":"be kind","protocolVersion":"2025-03-26","serverInfo":{"name":"dual","version":"2"}}}
+        1> {"jsonrpc":"2.0","method":"notifications/initialized"}
+        1> {"jsonrpc":"2.0","id":1,"method":"ping"}
+          1< {"jsonrpc":"2.0","id":1,"result":{}}
+        1> {"jsonrpc":"2.0","id":2,"method":"tools/list"}
+          b< {"id":1,"jsonrpc":"2.0","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"old","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+        b> {"jsonrpc":"2.0","id":1,"result":{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"shared","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"dual","version":"2"}}}}
+          1< {"jsonrpc":"2.0","id":2,"result":{"tools":[]}}
+        1> {"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"warning"}}
+          1< {"jsonrpc":"2.0","id":3,"result":{}}
+        1> {"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"chatty","_meta":{"progressToken":7}}}
+          b< {"id":2,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"old","version":"1"},"io.modelcontextprotocol/logLevel":"warning","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":2},"name":"chatty"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"quiet"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"loud"}}
+          1< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"loud"}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1}}
+          1< {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":1}}
+        b> {"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"no such tool"}}
+          1< {"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"no such tool"}}
+        1> {"jsonrpc":"2.0","id":5,"method":"tools/call","params":7}
+          1< {"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"the request's params must be an object"}}
+        1> {"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"_meta":[]}}
+          1< {"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"the request's params._meta must be an object"}}
+        "#,
+    );
+}
+
+#[test]
+fn a_stateless_servers_questions_reach_the_translated_client_that_caused_them() {
+    check(
+        &format!(
+            r#"
+        discover {DISCOVER}
+        join 1 elicitation
+        join 2 elicitation
+        1> {{"jsonrpc":"2.0","id":"g","method":"tools/call","params":{{"name":"greet","_meta":{{"progressToken":"p"}}}}}}
+        b> {{"jsonrpc":"2.0","id":1,"result":{{"resultType":"input_required","inputRequests":{{"name":{{"method":"elicitation/create","params":{{"message":"Your name?"}}}},"where":{{"method":"roots/list"}}}},"requestState":"s1"}}}}
+        2> {{"jsonrpc":"2.0","id":"shoal-test-2","result":{{"action":"accept","content":{{"name":"Eve"}}}}}}
+        1> {{"jsonrpc":"2.0","id":"shoal-test-2","result":{{"action":"accept","content":{{"name":"Ada"}}}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":4,"progress":1}}}}
+        b> {{"jsonrpc":"2.0","id":4,"result":{{"resultType":"input_required","requestState":"s2"}}}}
+        b> {{"jsonrpc":"2.0","id":6,"result":{{"content":[{{"type":"text","text":"hello Ada"}}],"resultType":"complete"}}}}
+        "#
+        ),
+        r#"
+        join 1 elicitation
+        join 2 elicitation
+        1> {"jsonrpc":"2.0","id":"g","method":"tools/call","params":{"name":"greet","_meta":{"progressToken":"p"}}}
+          b< {"id":1,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":1},"name":"greet"}}
+        b> {"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"name":{"method":"elicitation/create","params":{"message":"Your name?"}},"where":{"method":"roots/list"}},"requestState":"s1"}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-2","method":"elicitation/create","params":{"message":"Your name?"}}
+        2> {"jsonrpc":"2.0","id":"shoal-test-2","result":{"action":"accept","content":{"name":"Eve"}}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-2","result":{"action":"accept","content":{"name":"Ada"}}}
+          b< {"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":4},"inputResponses":{"name":{"action":"accept","content":{"name":"Ada"}},"where":{"roots":[{"name":"project","uri":"file:///project"}]}},"name":"greet","requestState":"s1"}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":4,"progress":1}}
+          1< {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p","progress":1}}
+        b> {"jsonrpc":"2.0","id":4,"result":{"resultType":"input_required","requestState":"s2"}}
+          b< {"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":6},"name":"greet","requestState":"s2"}}
+        b> {"jsonrpc":"2.0","id":6,"result":{"content":[{"type":"text","text":"hello Ada"}],"resultType":"complete"}}
+          1< {"jsonrpc":"2.0","id":"g","result":{"content":[{"text":"hello Ada","type":"text"}]}}
+        "#,
+    );
+}
+
+#[test]
+fn a_round_ends_with_one_answer_when_the_client_refuses_cancels_or_the_server_goes() {
+    check(
+        &format!(
+            r#"
+        discover {DISCOVER}
+        join 1 elicitation
+        1> {{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{{"name":"greet"}}}}
+        b> {{"jsonrpc":"2.0","id":1,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
+        1> {{"jsonrpc":"2.0","id":"shoal-test-2","error":{{"code":-1,"message":"user declined"}}}}
+        1> {{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{{"name":"greet"}}}}
+        b> {{"jsonrpc":"2.0","id":4,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
+        1> {{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":"b"}}}}
+        1> {{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{{"name":"greet"}}}}
+        b> {{"jsonrpc":"2.0","id":7,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
+        lost
+        1> {{"jsonrpc":"2.0","id":"shoal-test-8","result":{{"action":"accept"}}}}
+        "#
+        ),
+        r#"
+        join 1 elicitation
+        1> {"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"greet"}}
+          b< {"id":1,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
+        b> {"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-2","method":"elicitation/create","params":{}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-2","error":{"code":-1,"message":"user declined"}}
+          1< {"jsonrpc":"2.0","id":"a","error":{"code":-32603,"message":"the MCP server needed input for `tools/call` and the client refused: user declined"}}
+        1> {"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"greet"}}
+          b< {"id":4,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
+        b> {"jsonrpc":"2.0","id":4,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-5","method":"elicitation/create","params":{}}
+        1> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"b"}}
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the request that needed this ended","requestId":"shoal-test-5"}}
+        1> {"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"greet"}}
+          b< {"id":7,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
+        b> {"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-8","method":"elicitation/create","params":{}}
+        lost
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the request that needed this ended","requestId":"shoal-test-8"}}
+          1< {"jsonrpc":"2.0","id":"c","error":{"code":-32080,"message":"the backend crashed"}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-8","result":{"action":"accept"}}
         "#,
     );
 }
