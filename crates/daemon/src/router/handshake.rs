@@ -2,8 +2,8 @@
 //! after it, and every client's `initialize`, answered from the backend's result with a protocol
 //! version negotiated per client.
 //!
-//! Invariant: the backend sees exactly one `initialize` per process, the daemon's own (sent by
-//! [`Router::backend_started`]); no client's `initialize` ever reaches it. Client messages that
+//! Invariant: a handshake-era backend sees exactly one `initialize` per process, the daemon's own
+//! (sent by [`Router::send_initialize`] once the probe settled the era, `stateless.rs`); no client's `initialize` ever reaches it. Client messages that
 //! arrive before the backend answered are held (`pending.rs`) and released in arrival order, after
 //! the backend-wide state (log level, subscriptions) was replayed to it.
 
