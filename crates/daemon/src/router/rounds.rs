@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value, json};
-use shoal_wire::{ErrorCode, Id, error_response, request_value};
+use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, request_value};
 
 use super::dispatch::{ClientId, Outputs, Router, cancellation};
 use super::in_flight::Retry;
@@ -156,7 +156,7 @@ impl Router {
         &mut self,
         client: ClientId,
         number: u64,
-        answer: &Value,
+        envelope: &Envelope,
         out: &mut Outputs,
     ) -> bool {
         let Some(&key) = self.rounds.by_question.get(&number) else {
@@ -172,31 +172,32 @@ impl Router {
         let Some(question) = round.waiting.remove(&number) else {
             return true;
         };
+        let answer =
+            serde_json::from_slice::<Value>(envelope.line().as_bytes()).unwrap_or_default();
         match (answer.get("result"), answer.get("error")) {
             (Some(result), _) => {
                 round.responses.insert(question, result.clone());
                 self.finish_round_if_answered(key, out);
             }
             (None, error) => {
-                // inputResponses have no way to carry a refusal: the request fails with it, as
-                // the server's own request would have failed it.
+                // `inputResponses` cannot carry an error. A handshake-era server whose
+                // `elicitation/create` got one fails the request with that same error (measured
+                // with the Python SDK), so the client's request ends with its own error.
                 let Some(round) = self.rounds.remove(key) else {
                     return true;
                 };
-                let message = error
-                    .and_then(|error| error.get("message"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("no reason given");
                 self.withdraw_questions(&round, out);
-                let answer = error_response(
-                    Some(&round.id),
-                    ErrorCode::INTERNAL_ERROR,
-                    &format!(
-                        "the MCP server needed input for `{}` and the client refused: {message}",
-                        round.retry.method
-                    ),
-                );
-                self.reply(round.client, &round.id, answer.into(), out);
+                let answer = match (error, envelope.rewrite(&[(Field::Id, &round.id)])) {
+                    (Some(_), Ok(rewritten)) => rewritten.into(),
+                    _ => error_response(
+                        Some(&round.id),
+                        ErrorCode::INTERNAL_ERROR,
+                        "the client answered the MCP server's question with neither a result \
+                         nor an error",
+                    )
+                    .into(),
+                };
+                self.reply(round.client, &round.id, answer, out);
             }
         }
         true

@@ -285,8 +285,7 @@ impl Router {
     ) {
         let number = envelope.id().and_then(|id| self.parse_asked_id(&id));
         if let Some(number) = number
-            && let Ok(answer) = serde_json::from_slice::<Value>(envelope.line().as_bytes())
-            && self.round_answer(client, number, &answer, out)
+            && self.round_answer(client, number, envelope, out)
         {
             return;
         }

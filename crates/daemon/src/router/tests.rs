@@ -1331,7 +1331,7 @@ fn a_round_ends_with_one_answer_when_the_client_refuses_cancels_or_the_server_go
         b> {"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
           1< {"jsonrpc":"2.0","id":"shoal-test-2","method":"elicitation/create","params":{}}
         1> {"jsonrpc":"2.0","id":"shoal-test-2","error":{"code":-1,"message":"user declined"}}
-          1< {"jsonrpc":"2.0","id":"a","error":{"code":-32603,"message":"the MCP server needed input for `tools/call` and the client refused: user declined"}}
+          1< {"jsonrpc":"2.0","id":"a","error":{"code":-1,"message":"user declined"}}
         1> {"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"greet"}}
           b< {"id":4,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
         b> {"jsonrpc":"2.0","id":4,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
