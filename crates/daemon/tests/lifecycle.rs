@@ -680,10 +680,11 @@ fn running_out_of_descriptors() {
 
 /// A server that closes its stdout, or stops reading its stdin, but stays alive can never answer
 /// again: it is treated as dead (its group stopped, a restart), so a request sent to it gets an
-/// error instead of hanging. Each server here answers `initialize` (with the id it was sent),
-/// then closes one pipe and sleeps.
+/// error instead of hanging. Each server here refuses the daemon's `server/discover` probe (as a
+/// handshake-era server does), answers `initialize` (with the id it was sent), then closes one
+/// pipe and sleeps: the request comes after the close, so writing it fails.
 fn a_half_closed_backend_is_stopped() {
-    const ANSWER_INITIALIZE: &str = r#"read -r line; id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p'); printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"half","version":"1"}}}\n' "$id";"#;
+    const ANSWER_INITIALIZE: &str = r#"read -r line; printf '{"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"Method not found"}}\n'; read -r line; id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p'); printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"half","version":"1"}}}\n' "$id";"#;
     for (close, what) in [
         ("exec 1>&-", "closed its stdout but kept running"),
         ("exec 0<&-", "stopped reading its stdin but kept running"),
