@@ -193,8 +193,8 @@ impl Router {
         }
         self.pending.client_left(client);
         self.abandon_asked(client, out);
-        for uri in self.subscriptions.client_left(client) {
-            self.housekeeping_request(session::UNSUBSCRIBE, json!({ "uri": uri }), out);
+        for (uri, stream) in self.subscriptions.client_left(client) {
+            self.drop_subscription(&uri, stream, out);
         }
         if let Some(level) = self.levels.remove(client) {
             self.set_backend_level(level, out);
@@ -215,10 +215,19 @@ impl Router {
                 let answer = error_response(Some(id), ErrorCode::BACKEND_UNAVAILABLE, reason);
                 self.reply(*client, id, answer.into(), out);
             }
-            if let Hook::Subscribe(uri) = entry.hook {
-                self.subscription_answered(&uri, subscriptions::Answer::Lost(reason), out);
+            let uri = match (entry.hook, entry.owner) {
+                (Hook::Subscribe(uri), _) => Some(uri),
+                (_, Owner::Daemon(DaemonCall::Listen(subscriptions::Stream::Resource(uri)))) => {
+                    Some(uri)
+                }
+                _ => None,
+            };
+            if let Some(uri) = uri {
+                let lost = subscriptions::Answer::Failed(ErrorCode::BACKEND_UNAVAILABLE, reason);
+                self.subscription_answered(&uri, lost, out);
             }
         }
+        self.subscriptions.backend_lost();
         for asked in self.asked.drain() {
             out.to_clients.push((
                 asked.client,
@@ -541,7 +550,7 @@ impl Router {
         method: &str,
         params: &Value,
         out: &mut Outputs,
-    ) {
+    ) -> u64 {
         let id = self.mint_id();
         out.to_backend
             .push(request_value(&Id::from_u64(id), method, params).into());
@@ -553,6 +562,7 @@ impl Router {
                 hook: Hook::None,
             },
         );
+        id
     }
 
     pub(super) fn housekeeping_request(
@@ -694,6 +704,11 @@ impl Router {
             Owner::Daemon(DaemonCall::Discover) => self.probe_answered(envelope, out),
             Owner::Daemon(DaemonCall::Initialize) => self.initialize_answered(envelope, out),
             Owner::Daemon(DaemonCall::ListPage(kind)) => self.list_page(kind, envelope, out),
+            Owner::Daemon(DaemonCall::Listen(stream)) => {
+                if let Some(backend_id) = backend_id {
+                    self.stream_ended(backend_id, stream, envelope, out);
+                }
+            }
             Owner::Daemon(DaemonCall::Housekeeping(method)) => {
                 if !success {
                     tracing::warn!(
@@ -707,17 +722,21 @@ impl Router {
 
     /// Whether the backend's initialize result declares capability `name`.
     pub(super) fn backend_offers(&self, name: &str) -> bool {
+        self.discovered_capability(name).is_some()
+    }
+
+    /// Capability `name` as the backend declared it (in its initialize or discover result).
+    pub(super) fn discovered_capability(&self, name: &str) -> Option<&Value> {
         match &self.phase {
             Phase::Ready { result } => result
                 .get("capabilities")
-                .and_then(|capabilities| capabilities.get(name))
-                .is_some(),
-            _ => false,
+                .and_then(|capabilities| capabilities.get(name)),
+            _ => None,
         }
     }
 
     /// Whether the backend declared `resources.subscribe`.
-    fn backend_offers_subscriptions(&self) -> bool {
+    pub(super) fn backend_offers_subscriptions(&self) -> bool {
         match &self.phase {
             Phase::Ready { result } => result
                 .get("capabilities")

@@ -207,12 +207,14 @@ impl Router {
             next_cursor.is_some(),
         );
         match (step, next_cursor) {
-            (CheckStep::NextPage, Some(cursor)) => self.daemon_request(
-                DaemonCall::ListPage(kind),
-                kind.list_method(),
-                &json!({ "cursor": cursor }),
-                out,
-            ),
+            (CheckStep::NextPage, Some(cursor)) => {
+                self.daemon_request(
+                    DaemonCall::ListPage(kind),
+                    kind.list_method(),
+                    &json!({ "cursor": cursor }),
+                    out,
+                );
+            }
             (CheckStep::Again, _) => {
                 self.daemon_request(
                     DaemonCall::ListPage(kind),

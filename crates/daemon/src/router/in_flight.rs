@@ -14,6 +14,7 @@ use shoal_wire::Id;
 
 use super::ClientId;
 use super::lists::ListKind;
+use super::subscriptions::Stream;
 
 /// A request at the backend.
 #[derive(Debug)]
@@ -48,6 +49,9 @@ pub(super) enum DaemonCall {
     /// Backend-wide state the daemon keeps in step with its clients: a replayed subscription or
     /// log level, the last subscriber's unsubscribe. The answer only matters if it is an error.
     Housekeeping(&'static str),
+    /// One of the daemon's `subscriptions/listen` streams on a 2026-07-28 backend, for translated
+    /// clients (`subscriptions.rs`): open until the backend answers it or the daemon cancels it.
+    Listen(Stream),
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -9,8 +9,9 @@
 //! - a backend's first message is the daemon's `server/discover` probe, which settles its era
 //!   (`stateless.rs`); a handshake-era backend then sees exactly one `initialize` per process, the
 //!   daemon's own, and clients' are answered from its result with a protocol version negotiated
-//!   per client (`handshake.rs`); a 2026-07-28 backend sees nothing else of the daemon's own, and
-//!   handshake-era clients' requests reach it carrying their own `_meta` (`stateless.rs`,
+//!   per client (`handshake.rs`); a 2026-07-28 backend sees nothing else of the daemon's own but
+//!   the `subscriptions/listen` streams it opens for handshake-era clients (`subscriptions.rs`),
+//!   and those clients' requests reach it carrying their own `_meta` (`stateless.rs`,
 //!   `rounds.rs`);
 //! - every client request reaches the backend under a daemon-unique id (and progress token), and
 //!   its answer and progress return to that client only, with the client's own id and token, byte

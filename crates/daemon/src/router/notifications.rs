@@ -13,8 +13,9 @@ use serde::Deserialize;
 use shoal_wire::{Envelope, Field, Id, Line, notification_value};
 
 use super::dispatch::{Outputs, Router};
-use super::in_flight::{InFlight, Owner};
+use super::in_flight::{DaemonCall, InFlight, Owner};
 use super::lists::ListKind;
+use super::stateless::ClientEra;
 use super::tasks;
 use shoal_ipc::session::LogLevel as Level;
 
@@ -112,13 +113,23 @@ impl Router {
             }
             return;
         }
-        let Some(InFlight {
-            owner: Owner::Client { client, id },
-            token,
-            ..
-        }) = entry
-        else {
-            return;
+        let (client, id, token) = match entry {
+            Some(InFlight {
+                owner: Owner::Client { client, id },
+                token,
+                ..
+            }) => (client, id, token),
+            Some(InFlight {
+                owner: Owner::Daemon(DaemonCall::Listen(stream)),
+                ..
+            }) if field == Field::SubscriptionId => {
+                let stream = stream.clone();
+                if let Some(backend_id) = backend_id {
+                    self.stream_notification(backend_id, stream, envelope, out);
+                }
+                return;
+            }
+            _ => return,
         };
         let original = match field {
             Field::ProgressToken => match token {
@@ -141,8 +152,15 @@ impl Router {
         }
     }
 
+    /// A `list_changed` of the daemon's (coalesced, or after a restart). Not for modern clients
+    /// of a 2026-07-28 backend: they hear of changes on their own streams only.
     pub(super) fn broadcast_list_changed(&self, kind: ListKind, out: &mut Outputs) {
-        self.broadcast(&notification_value(kind.notification(), None), out);
+        let line = notification_value(kind.notification(), None);
+        for (&client, state) in &self.clients {
+            if state.ready && !matches!(state.era, ClientEra::Modern { .. }) {
+                out.to_clients.push((client, line.clone().into()));
+            }
+        }
     }
 }
 

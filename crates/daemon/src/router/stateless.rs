@@ -15,11 +15,14 @@
 //!   `ping` and `server/discover` reach the server, and their answers come back untouched;
 //! - *translated* clients (they sent `initialize`) are served by the daemon in their era: their
 //!   `initialize` is answered from the discover result, each request gets their own `_meta`
-//!   injected, stateless-only result fields are removed, `ping` is answered locally, and an
-//!   `InputRequiredResult` becomes server-to-client requests to that client alone.
+//!   injected, stateless-only result fields are removed, `ping` is answered locally, an
+//!   `InputRequiredResult` becomes server-to-client requests to that client alone, and their
+//!   `resources/subscribe` and `list_changed` ride streams of the daemon's (`subscriptions.rs`).
 //!
 //! Invariant: on a stateless backend the daemon sends the backend nothing of its own but the
-//! probe; every request it forwards for a translated client carries that client's `_meta`.
+//! probe and the listen streams that stand in for translated clients' subscriptions
+//! (`subscriptions.rs`); every request it forwards for a translated client carries that
+//! client's `_meta`.
 
 use serde_json::{Map, Value, json};
 use shoal_ipc::session::LogLevel as Level;
@@ -89,15 +92,19 @@ impl Router {
             },
         );
         self.phase = Phase::Probing;
-        let params = json!({
-            "_meta": {
-                PROTOCOL_VERSION_KEY: STATELESS_VERSION,
-                CLIENT_INFO_KEY: self.client_info,
-                CLIENT_CAPABILITIES_KEY: {},
-            }
-        });
+        let params = json!({ "_meta": self.daemon_meta() });
         out.to_backend
             .push(request_value(&Id::from_u64(PROBE_ID), "server/discover", &params).into());
+    }
+
+    /// The `_meta` of the daemon's own requests to a stateless backend: it asks as a client that
+    /// can answer no question.
+    pub(super) fn daemon_meta(&self) -> Value {
+        json!({
+            PROTOCOL_VERSION_KEY: STATELESS_VERSION,
+            CLIENT_INFO_KEY: self.client_info,
+            CLIENT_CAPABILITIES_KEY: {},
+        })
     }
 
     /// The backend answered the probe.
@@ -132,6 +139,7 @@ impl Router {
         self.phase = Phase::Ready { result };
         self.initialized_backends += 1;
         out.signal = Some(Signal::Initialized);
+        self.reopen_streams(out);
         for (client, envelope) in self.pending.take_all() {
             match envelope.kind() {
                 Kind::Request => self.client_request(client, envelope, out),
@@ -188,6 +196,13 @@ impl Router {
             "ping" => return self.answer(client, &id, &json!({}), out),
             "logging/setLevel" if self.backend_offers("logging") => {
                 return self.set_translated_level(client, &id, &envelope, out);
+            }
+            // Removed too: the daemon's streams stand in for them (`subscriptions.rs`).
+            "resources/subscribe" if self.backend_offers_subscriptions() => {
+                return self.translated_subscribe(client, id, &envelope, out);
+            }
+            "resources/unsubscribe" if self.backend_offers_subscriptions() => {
+                return self.translated_unsubscribe(client, id, &envelope, out);
             }
             _ => {}
         }
@@ -318,25 +333,12 @@ impl Router {
             .get("capabilities")
             .cloned()
             .unwrap_or_else(|| json!({}));
-        if let Value::Object(capabilities) = &mut capabilities {
-            // A handshake client learns of list and resource changes by notifications the
-            // stateless server sends only on a `subscriptions/listen` stream it never opens:
-            // it is told, as the server's own handshake answer tells it, not to expect them.
-            for list in ["tools", "prompts", "resources"] {
-                if let Some(Value::Object(list)) = capabilities.get_mut(list)
-                    && list.contains_key("listChanged")
-                {
-                    list.insert("listChanged".to_owned(), Value::Bool(false));
-                }
-            }
-            if let Some(Value::Object(resources)) = capabilities.get_mut("resources")
-                && resources.contains_key("subscribe")
-            {
-                resources.insert("subscribe".to_owned(), Value::Bool(false));
-            }
-            if version.as_str() < TASKS_PROTOCOL_VERSION {
-                capabilities.remove("tasks");
-            }
+        // `listChanged` and `subscribe` stand as the server declares them: the daemon's streams
+        // bring a translated client what the handshake era would (`subscriptions.rs`).
+        if let Value::Object(capabilities) = &mut capabilities
+            && version.as_str() < TASKS_PROTOCOL_VERSION
+        {
+            capabilities.remove("tasks");
         }
         let mut answer = Map::new();
         answer.insert("protocolVersion".to_owned(), Value::String(version));
@@ -363,6 +365,7 @@ impl Router {
                     .unwrap_or_else(|| json!({})),
             };
         }
+        self.open_lists_stream(out);
         self.answer(client, id, &Value::Object(answer), out);
     }
 

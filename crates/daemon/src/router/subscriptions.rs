@@ -1,19 +1,49 @@
 //! Resource subscriptions, counted per URI: only the first subscribe and the last unsubscribe reach
 //! the backend, `notifications/resources/updated` goes to the URI's subscribers only, and a new
 //! backend is subscribed again to everything clients still want.
+//!
+//! On a 2026-07-28 backend there is no `resources/subscribe`: a server tells of changes only on
+//! `subscriptions/listen` streams, each a request that stays open, whose notifications carry its
+//! id in `params._meta["io.modelcontextprotocol/subscriptionId"]`. Modern clients open their own
+//! (they pass through, see `notifications.rs`). For translated clients the daemon opens streams
+//! of its own: one per subscribed URI, opened by its first subscribe (answered when the server
+//! acknowledges the stream) and cancelled after its last unsubscribe, and one for the lists the
+//! server announces changes of, opened when the first translated client initializes. What comes
+//! on them reaches translated clients as their era has it: a resource update to that URI's
+//! subscribers, without the stream's id; a `list_changed` to every translated client. A restarted
+//! backend gets the same streams again.
+//!
+//! Invariant: a URI has at most one stream of the daemon's at the backend, and it is open exactly
+//! while some client subscribes to the URI (or a first subscribe is being answered).
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use shoal_ipc::session;
-use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response};
+use shoal_wire::{Envelope, ErrorCode, Field, Id, Line, error_response, notification_value};
 
-use super::dispatch::{ClientId, Outputs, Router};
-use super::in_flight::Hook;
+use super::dispatch::{ClientId, Outputs, Router, cancellation};
+use super::in_flight::{DaemonCall, Hook};
+use super::lists::ListKind;
+use super::stateless::ClientEra;
+
+const SUBSCRIPTION_ID_KEY: &str = "io.modelcontextprotocol/subscriptionId";
 
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {
     uris: HashMap<String, Subscription>,
+    /// The backend id of the daemon's stream for `list_changed`, on a 2026-07-28 backend.
+    lists_stream: Option<u64>,
+}
+
+/// What one of the daemon's own `subscriptions/listen` streams is for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Stream {
+    /// Updates of one resource, for its translated subscribers.
+    Resource(String),
+    /// `list_changed` of every list the server announces changes of, for translated clients.
+    Lists,
 }
 
 #[derive(Debug, Default)]
@@ -21,15 +51,18 @@ struct Subscription {
     /// Clients that want updates (including those whose subscribe is still being answered).
     subscribers: HashSet<ClientId>,
     /// `Some` while the backend has not answered the first subscribe: the later subscribers'
-    /// requests, answered with its outcome.
+    /// requests (on a 2026-07-28 backend, the first one's too), answered with its outcome.
     waiting: Option<Vec<(ClientId, Id)>>,
+    /// On a 2026-07-28 backend, the backend id of the daemon's stream for this URI.
+    stream: Option<u64>,
 }
 
 /// How the backend answered a URI's first subscribe.
 pub(super) enum Answer<'a> {
     Accepted,
     Refused(&'a Envelope),
-    Lost(&'a str),
+    /// Not answered by the backend: an error with this code and message for every waiter.
+    Failed(ErrorCode, &'a str),
 }
 
 impl Subscriptions {
@@ -49,8 +82,17 @@ impl Subscriptions {
             .collect()
     }
 
-    /// Forget `client`. Returns the URIs nobody wants any more, to unsubscribe at the backend.
-    pub(super) fn client_left(&mut self, client: ClientId) -> Vec<String> {
+    /// The backend process is gone, and its streams with it.
+    pub(super) fn backend_lost(&mut self) {
+        self.lists_stream = None;
+        for subscription in self.uris.values_mut() {
+            subscription.stream = None;
+        }
+    }
+
+    /// Forget `client`. Returns the URIs nobody wants any more, to unsubscribe at the backend,
+    /// with their streams on a 2026-07-28 backend.
+    pub(super) fn client_left(&mut self, client: ClientId) -> Vec<(String, Option<u64>)> {
         let mut unwanted = Vec::new();
         self.uris.retain(|uri, subscription| {
             subscription.subscribers.remove(&client);
@@ -60,7 +102,7 @@ impl Subscriptions {
                 return true;
             }
             if subscription.subscribers.is_empty() {
-                unwanted.push(uri.clone());
+                unwanted.push((uri.clone(), subscription.stream));
                 return false;
             }
             true
@@ -88,15 +130,264 @@ impl Router {
                     Subscription {
                         subscribers: HashSet::from([client]),
                         waiting: Some(Vec::new()),
+                        stream: None,
                     },
                 );
                 self.forward(client, id, &envelope, Hook::Subscribe(uri), out);
             }
-            Some(subscription) => {
-                subscription.subscribers.insert(client);
-                match &mut subscription.waiting {
-                    Some(waiting) => waiting.push((client, id)),
-                    None => self.answer(client, &id, &json!({}), out),
+            Some(_) => self.join_subscription(client, id, &uri, out),
+        }
+    }
+
+    /// A later subscriber of `uri`: answered with the first subscribe's outcome.
+    fn join_subscription(&mut self, client: ClientId, id: Id, uri: &str, out: &mut Outputs) {
+        let Some(subscription) = self.subscriptions.uris.get_mut(uri) else {
+            return;
+        };
+        subscription.subscribers.insert(client);
+        match &mut subscription.waiting {
+            Some(waiting) => waiting.push((client, id)),
+            None => self.answer(client, &id, &json!({}), out),
+        }
+    }
+
+    /// `resources/subscribe` from a translated client: the first subscriber of a URI opens the
+    /// daemon's stream for it, and is answered when the server acknowledges it.
+    pub(super) fn translated_subscribe(
+        &mut self,
+        client: ClientId,
+        id: Id,
+        envelope: &Envelope,
+        out: &mut Outputs,
+    ) {
+        let Some(uri) = envelope.uri().map(str::to_owned) else {
+            let answer = error_response(
+                Some(&id),
+                ErrorCode::INVALID_PARAMS,
+                "resources/subscribe needs params.uri (a string)",
+            );
+            return self.reply(client, &id, answer.into(), out);
+        };
+        if self.subscriptions.uris.contains_key(&uri) {
+            return self.join_subscription(client, id, &uri, out);
+        }
+        let stream = self.open_stream(Stream::Resource(uri.clone()), out);
+        self.subscriptions.uris.insert(
+            uri,
+            Subscription {
+                subscribers: HashSet::from([client]),
+                waiting: Some(vec![(client, id)]),
+                stream: Some(stream),
+            },
+        );
+    }
+
+    /// `resources/unsubscribe` from a translated client: the last subscriber's closes the stream.
+    pub(super) fn translated_unsubscribe(
+        &mut self,
+        client: ClientId,
+        id: Id,
+        envelope: &Envelope,
+        out: &mut Outputs,
+    ) {
+        let Some(uri) = envelope.uri() else {
+            let answer = error_response(
+                Some(&id),
+                ErrorCode::INVALID_PARAMS,
+                "resources/unsubscribe needs params.uri (a string)",
+            );
+            return self.reply(client, &id, answer.into(), out);
+        };
+        if self.release_subscriber(client, uri)
+            && let Some(subscription) = self.subscriptions.uris.remove(uri)
+            && let Some(stream) = subscription.stream
+        {
+            self.close_stream(stream, "no client subscribes to the resource any more", out);
+        }
+        self.answer(client, &id, &json!({}), out);
+    }
+
+    /// Remove `client` from `uri`'s subscribers; whether it was the last and the subscription
+    /// is settled (an unsettled one waits for its first subscribe's answer, which decides).
+    fn release_subscriber(&mut self, client: ClientId, uri: &str) -> bool {
+        self.subscriptions
+            .uris
+            .get_mut(uri)
+            .is_some_and(|subscription| {
+                subscription.subscribers.remove(&client)
+                    && subscription.subscribers.is_empty()
+                    && subscription.waiting.is_none()
+            })
+    }
+
+    /// A subscription nobody wants any more: closed at the backend, as its era has it.
+    pub(super) fn drop_subscription(&mut self, uri: &str, stream: Option<u64>, out: &mut Outputs) {
+        if self.is_stateless() {
+            if let Some(stream) = stream {
+                self.close_stream(stream, "no client subscribes to the resource any more", out);
+            }
+        } else {
+            self.housekeeping_request(session::UNSUBSCRIBE, json!({ "uri": uri }), out);
+        }
+    }
+
+    /// Open one of the daemon's streams; returns its backend id.
+    fn open_stream(&mut self, stream: Stream, out: &mut Outputs) -> u64 {
+        let filter = match &stream {
+            Stream::Resource(uri) => json!({ "resourceSubscriptions": [uri] }),
+            Stream::Lists => {
+                let mut filter = Map::new();
+                for kind in self.announced_lists() {
+                    let key = match kind {
+                        ListKind::Tools => "toolsListChanged",
+                        ListKind::Resources => "resourcesListChanged",
+                        ListKind::Prompts => "promptsListChanged",
+                    };
+                    filter.insert(key.to_owned(), Value::Bool(true));
+                }
+                Value::Object(filter)
+            }
+        };
+        let params = json!({ "notifications": filter, "_meta": self.daemon_meta() });
+        self.daemon_request(
+            DaemonCall::Listen(stream),
+            "subscriptions/listen",
+            &params,
+            out,
+        )
+    }
+
+    fn close_stream(&mut self, stream: u64, reason: &str, out: &mut Outputs) {
+        self.in_flight.finish(stream);
+        out.to_backend
+            .push(cancellation(&Id::from_u64(stream), reason).into());
+    }
+
+    /// The lists a 2026-07-28 backend declares `listChanged` for.
+    fn announced_lists(&self) -> Vec<ListKind> {
+        ListKind::ALL
+            .into_iter()
+            .filter(|kind| {
+                self.discovered_capability(kind.capability())
+                    .and_then(|list| list.get("listChanged"))
+                    == Some(&Value::Bool(true))
+            })
+            .collect()
+    }
+
+    /// A translated client initialized: translated clients hear of list changes from now on.
+    pub(super) fn open_lists_stream(&mut self, out: &mut Outputs) {
+        if self.subscriptions.lists_stream.is_none() && !self.announced_lists().is_empty() {
+            self.subscriptions.lists_stream = Some(self.open_stream(Stream::Lists, out));
+        }
+    }
+
+    /// A new 2026-07-28 backend process serves: open the streams the old one had.
+    pub(super) fn reopen_streams(&mut self, out: &mut Outputs) {
+        let translated = self
+            .clients
+            .values()
+            .any(|state| matches!(state.era, ClientEra::Translated { .. }));
+        if translated {
+            self.open_lists_stream(out);
+        }
+        for uri in self.subscriptions.active() {
+            let stream = self.open_stream(Stream::Resource(uri.clone()), out);
+            if let Some(subscription) = self.subscriptions.uris.get_mut(&uri) {
+                subscription.stream = Some(stream);
+            }
+        }
+    }
+
+    /// A notification on the daemon's stream `id` (for `stream`).
+    pub(super) fn stream_notification(
+        &mut self,
+        id: u64,
+        stream: Stream,
+        envelope: &Envelope,
+        out: &mut Outputs,
+    ) {
+        let method = envelope.method().unwrap_or_default();
+        match (stream, method) {
+            (Stream::Resource(uri), "notifications/subscriptions/acknowledged") => {
+                if honors(envelope, &uri) {
+                    self.subscription_answered(&uri, Answer::Accepted, out);
+                } else {
+                    tracing::warn!("the MCP server declined a resource subscription");
+                    self.close_stream(id, "the subscription was declined", out);
+                    self.subscription_answered(
+                        &uri,
+                        Answer::Failed(
+                            ErrorCode::INVALID_PARAMS,
+                            "the MCP server declined to subscribe to this resource",
+                        ),
+                        out,
+                    );
+                    // A replayed subscription has nobody waiting, so the answer kept it.
+                    self.subscriptions.uris.remove(&uri);
+                }
+            }
+            (Stream::Resource(uri), "notifications/resources/updated") => {
+                let Some(update) = untagged(envelope) else {
+                    return;
+                };
+                for client in self.subscriptions.subscribers(&uri) {
+                    out.to_clients.push((client, update.clone().into()));
+                }
+            }
+            (Stream::Lists, method) => {
+                if let Some(kind) = ListKind::from_notification(method)
+                    && self.lists.backend_changed(kind, Instant::now())
+                {
+                    self.broadcast_list_changed(kind, out);
+                }
+            }
+            _ => tracing::debug!(
+                method,
+                "dropped a notification on one of shoal's own streams"
+            ),
+        }
+    }
+
+    /// The backend answered the daemon's stream `stream`: it ended it.
+    pub(super) fn stream_ended(
+        &mut self,
+        id: u64,
+        stream: Stream,
+        envelope: &Envelope,
+        out: &mut Outputs,
+    ) {
+        match stream {
+            Stream::Lists => {
+                if self.subscriptions.lists_stream == Some(id) {
+                    self.subscriptions.lists_stream = None;
+                    tracing::warn!(
+                        "the MCP server ended shoal's stream of list changes; handshake-era                          sessions hear of no more changes until it restarts"
+                    );
+                }
+            }
+            Stream::Resource(uri) => {
+                let current = self
+                    .subscriptions
+                    .uris
+                    .get(&uri)
+                    .is_some_and(|subscription| subscription.stream == Some(id));
+                if !current {
+                    return;
+                }
+                let answer = if envelope.kind() == shoal_wire::Kind::ErrorResponse {
+                    Answer::Refused(envelope)
+                } else {
+                    Answer::Failed(
+                        ErrorCode::INTERNAL_ERROR,
+                        "the MCP server ended the subscription before acknowledging it",
+                    )
+                };
+                self.subscription_answered(&uri, answer, out);
+                if self.subscriptions.uris.remove(&uri).is_some() {
+                    tracing::warn!(
+                        "the MCP server ended a resource subscription; its subscribers get no                          more updates of it"
+                    );
                 }
             }
         }
@@ -154,9 +445,8 @@ impl Router {
                     .uris
                     .get(uri)
                     .is_some_and(|subscription| subscription.subscribers.is_empty());
-                if unwanted {
-                    self.subscriptions.uris.remove(uri);
-                    self.housekeeping_request(session::UNSUBSCRIBE, json!({ "uri": uri }), out);
+                if unwanted && let Some(subscription) = self.subscriptions.uris.remove(uri) {
+                    self.drop_subscription(uri, subscription.stream, out);
                 }
             }
             Answer::Refused(refusal) => {
@@ -175,13 +465,44 @@ impl Router {
                     }
                 }
             }
-            Answer::Lost(reason) => {
+            Answer::Failed(code, reason) => {
                 self.subscriptions.uris.remove(uri);
                 for (client, id) in waiting {
-                    let answer = error_response(Some(&id), ErrorCode::BACKEND_UNAVAILABLE, reason);
+                    let answer = error_response(Some(&id), code, reason);
                     self.reply(client, &id, answer.into(), out);
                 }
             }
         }
     }
+}
+
+/// Whether a stream's acknowledgement honors a subscription to `uri`.
+fn honors(envelope: &Envelope, uri: &str) -> bool {
+    serde_json::from_slice::<Value>(envelope.line().as_bytes())
+        .ok()
+        .and_then(|message| {
+            message
+                .pointer("/params/notifications/resourceSubscriptions")
+                .and_then(Value::as_array)
+                .map(|uris| uris.iter().any(|honored| honored == uri))
+        })
+        .unwrap_or(false)
+}
+
+/// A stream's notification as a handshake-era client has it: without the stream's id.
+fn untagged(envelope: &Envelope) -> Option<Line> {
+    let mut message: Map<String, Value> =
+        serde_json::from_slice(envelope.line().as_bytes()).ok()?;
+    let method = message.get("method")?.as_str()?.to_owned();
+    let mut params = match message.remove("params") {
+        Some(Value::Object(params)) => params,
+        _ => Map::new(),
+    };
+    if let Some(Value::Object(meta)) = params.get_mut("_meta") {
+        meta.remove(SUBSCRIPTION_ID_KEY);
+        if meta.is_empty() {
+            params.remove("_meta");
+        }
+    }
+    Some(notification_value(&method, Some(&Value::Object(params))))
 }

@@ -1227,13 +1227,13 @@ fn a_handshake_client_on_a_stateless_server_is_served_in_its_own_era() {
         1> {{"jsonrpc":"2.0","method":"notifications/initialized"}}
         1> {{"jsonrpc":"2.0","id":1,"method":"ping"}}
         1> {{"jsonrpc":"2.0","id":2,"method":"tools/list"}}
-        b> {{"jsonrpc":"2.0","id":1,"result":{{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"shared","_meta":{{"io.modelcontextprotocol/serverInfo":{{"name":"dual","version":"2"}}}}}}}}
+        b> {{"jsonrpc":"2.0","id":2,"result":{{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"shared","_meta":{{"io.modelcontextprotocol/serverInfo":{{"name":"dual","version":"2"}}}}}}}}
         1> {{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{{"level":"warning"}}}}
         1> {{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"chatty","_meta":{{"progressToken":7}}}}}}
         b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"quiet"}}}}
         b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"error","data":"loud"}}}}
-        b> {{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":2,"progress":1}}}}
-        b> {{"jsonrpc":"2.0","id":2,"error":{{"code":-32602,"message":"no such tool"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":3,"progress":1}}}}
+        b> {{"jsonrpc":"2.0","id":3,"error":{{"code":-32602,"message":"no such tool"}}}}
         1> {{"jsonrpc":"2.0","id":5,"method":"tools/call","params":7}}
         1> {{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{{"_meta":[]}}}}
         "#
@@ -1241,24 +1241,25 @@ fn a_handshake_client_on_a_stateless_server_is_served_in_its_own_era() {
         r#"
         attach 1
         1> {"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{"sampling":{}},"clientInfo":{"name":"old","version":"1"}}}
-          1< {"jsonrpc":"2.0","id":0,"result":{"capabilities":{"logging":{},"resources":{"listChanged":false,"subscribe":false},"tools":{"listChanged":false}},"instructions":"be kind","protocolVersion":"2025-03-26","serverInfo":{"name":"dual","version":"2"}}}
+          b< {"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourcesListChanged":true,"toolsListChanged":true}}}
+          1< {"jsonrpc":"2.0","id":0,"result":{"capabilities":{"logging":{},"resources":{"listChanged":true,"subscribe":true},"tools":{"listChanged":true}},"instructions":"be kind","protocolVersion":"2025-03-26","serverInfo":{"name":"dual","version":"2"}}}
         1> {"jsonrpc":"2.0","method":"notifications/initialized"}
         1> {"jsonrpc":"2.0","id":1,"method":"ping"}
           1< {"jsonrpc":"2.0","id":1,"result":{}}
         1> {"jsonrpc":"2.0","id":2,"method":"tools/list"}
-          b< {"id":1,"jsonrpc":"2.0","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"old","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
-        b> {"jsonrpc":"2.0","id":1,"result":{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"shared","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"dual","version":"2"}}}}
+          b< {"id":2,"jsonrpc":"2.0","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"old","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"shared","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"dual","version":"2"}}}}
           1< {"jsonrpc":"2.0","id":2,"result":{"tools":[]}}
         1> {"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"warning"}}
           1< {"jsonrpc":"2.0","id":3,"result":{}}
         1> {"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"chatty","_meta":{"progressToken":7}}}
-          b< {"id":2,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"old","version":"1"},"io.modelcontextprotocol/logLevel":"warning","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":2},"name":"chatty"}}
+          b< {"id":3,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"old","version":"1"},"io.modelcontextprotocol/logLevel":"warning","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":3},"name":"chatty"}}
         b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"quiet"}}
         b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"loud"}}
           1< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"loud"}}
-        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":2,"progress":1}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":3,"progress":1}}
           1< {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":1}}
-        b> {"jsonrpc":"2.0","id":2,"error":{"code":-32602,"message":"no such tool"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"no such tool"}}
           1< {"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"no such tool"}}
         1> {"jsonrpc":"2.0","id":5,"method":"tools/call","params":7}
           1< {"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"the request's params must be an object"}}
@@ -1277,29 +1278,29 @@ fn a_stateless_servers_questions_reach_the_translated_client_that_caused_them() 
         join 1 elicitation
         join 2 elicitation
         1> {{"jsonrpc":"2.0","id":"g","method":"tools/call","params":{{"name":"greet","_meta":{{"progressToken":"p"}}}}}}
-        b> {{"jsonrpc":"2.0","id":1,"result":{{"resultType":"input_required","inputRequests":{{"name":{{"method":"elicitation/create","params":{{"message":"Your name?"}}}},"where":{{"method":"roots/list"}}}},"requestState":"s1"}}}}
-        2> {{"jsonrpc":"2.0","id":"shoal-test-2","result":{{"action":"accept","content":{{"name":"Eve"}}}}}}
-        1> {{"jsonrpc":"2.0","id":"shoal-test-2","result":{{"action":"accept","content":{{"name":"Ada"}}}}}}
-        b> {{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":4,"progress":1}}}}
-        b> {{"jsonrpc":"2.0","id":4,"result":{{"resultType":"input_required","requestState":"s2"}}}}
-        b> {{"jsonrpc":"2.0","id":6,"result":{{"content":[{{"type":"text","text":"hello Ada"}}],"resultType":"complete"}}}}
+        b> {{"jsonrpc":"2.0","id":2,"result":{{"resultType":"input_required","inputRequests":{{"name":{{"method":"elicitation/create","params":{{"message":"Your name?"}}}},"where":{{"method":"roots/list"}}}},"requestState":"s1"}}}}
+        2> {{"jsonrpc":"2.0","id":"shoal-test-3","result":{{"action":"accept","content":{{"name":"Eve"}}}}}}
+        1> {{"jsonrpc":"2.0","id":"shoal-test-3","result":{{"action":"accept","content":{{"name":"Ada"}}}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":5,"progress":1}}}}
+        b> {{"jsonrpc":"2.0","id":5,"result":{{"resultType":"input_required","requestState":"s2"}}}}
+        b> {{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"hello Ada"}}],"resultType":"complete"}}}}
         "#
         ),
         r#"
         join 1 elicitation
         join 2 elicitation
         1> {"jsonrpc":"2.0","id":"g","method":"tools/call","params":{"name":"greet","_meta":{"progressToken":"p"}}}
-          b< {"id":1,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":1},"name":"greet"}}
-        b> {"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"name":{"method":"elicitation/create","params":{"message":"Your name?"}},"where":{"method":"roots/list"}},"requestState":"s1"}}
-          1< {"jsonrpc":"2.0","id":"shoal-test-2","method":"elicitation/create","params":{"message":"Your name?"}}
-        2> {"jsonrpc":"2.0","id":"shoal-test-2","result":{"action":"accept","content":{"name":"Eve"}}}
-        1> {"jsonrpc":"2.0","id":"shoal-test-2","result":{"action":"accept","content":{"name":"Ada"}}}
-          b< {"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":4},"inputResponses":{"name":{"action":"accept","content":{"name":"Ada"}},"where":{"roots":[{"name":"project","uri":"file:///project"}]}},"name":"greet","requestState":"s1"}}
-        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":4,"progress":1}}
+          b< {"id":2,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":2},"name":"greet"}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"resultType":"input_required","inputRequests":{"name":{"method":"elicitation/create","params":{"message":"Your name?"}},"where":{"method":"roots/list"}},"requestState":"s1"}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-3","method":"elicitation/create","params":{"message":"Your name?"}}
+        2> {"jsonrpc":"2.0","id":"shoal-test-3","result":{"action":"accept","content":{"name":"Eve"}}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-3","result":{"action":"accept","content":{"name":"Ada"}}}
+          b< {"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":5},"inputResponses":{"name":{"action":"accept","content":{"name":"Ada"}},"where":{"roots":[{"name":"project","uri":"file:///project"}]}},"name":"greet","requestState":"s1"}}
+        b> {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":5,"progress":1}}
           1< {"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p","progress":1}}
-        b> {"jsonrpc":"2.0","id":4,"result":{"resultType":"input_required","requestState":"s2"}}
-          b< {"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":6},"name":"greet","requestState":"s2"}}
-        b> {"jsonrpc":"2.0","id":6,"result":{"content":[{"type":"text","text":"hello Ada"}],"resultType":"complete"}}
+        b> {"jsonrpc":"2.0","id":5,"result":{"resultType":"input_required","requestState":"s2"}}
+          b< {"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":7},"name":"greet","requestState":"s2"}}
+        b> {"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hello Ada"}],"resultType":"complete"}}
           1< {"jsonrpc":"2.0","id":"g","result":{"content":[{"text":"hello Ada","type":"text"}]}}
         "#,
     );
@@ -1313,39 +1314,135 @@ fn a_round_ends_with_one_answer_when_the_client_refuses_cancels_or_the_server_go
         discover {DISCOVER}
         join 1 elicitation
         1> {{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{{"name":"greet"}}}}
-        b> {{"jsonrpc":"2.0","id":1,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
-        1> {{"jsonrpc":"2.0","id":"shoal-test-2","error":{{"code":-1,"message":"user declined"}}}}
+        b> {{"jsonrpc":"2.0","id":2,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
+        1> {{"jsonrpc":"2.0","id":"shoal-test-3","error":{{"code":-1,"message":"user declined"}}}}
         1> {{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{{"name":"greet"}}}}
-        b> {{"jsonrpc":"2.0","id":4,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
+        b> {{"jsonrpc":"2.0","id":5,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
         1> {{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":"b"}}}}
         1> {{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{{"name":"greet"}}}}
-        b> {{"jsonrpc":"2.0","id":7,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
+        b> {{"jsonrpc":"2.0","id":8,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"elicitation/create","params":{{}}}}}}}}}}
         lost
-        1> {{"jsonrpc":"2.0","id":"shoal-test-8","result":{{"action":"accept"}}}}
+        1> {{"jsonrpc":"2.0","id":"shoal-test-9","result":{{"action":"accept"}}}}
         "#
         ),
         r#"
         join 1 elicitation
         1> {"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"greet"}}
-          b< {"id":1,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
-        b> {"jsonrpc":"2.0","id":1,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
-          1< {"jsonrpc":"2.0","id":"shoal-test-2","method":"elicitation/create","params":{}}
-        1> {"jsonrpc":"2.0","id":"shoal-test-2","error":{"code":-1,"message":"user declined"}}
+          b< {"id":2,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-3","method":"elicitation/create","params":{}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-3","error":{"code":-1,"message":"user declined"}}
           1< {"jsonrpc":"2.0","id":"a","error":{"code":-1,"message":"user declined"}}
         1> {"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"greet"}}
-          b< {"id":4,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
-        b> {"jsonrpc":"2.0","id":4,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
-          1< {"jsonrpc":"2.0","id":"shoal-test-5","method":"elicitation/create","params":{}}
+          b< {"id":5,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
+        b> {"jsonrpc":"2.0","id":5,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-6","method":"elicitation/create","params":{}}
         1> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"b"}}
-          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the request that needed this ended","requestId":"shoal-test-5"}}
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the request that needed this ended","requestId":"shoal-test-6"}}
         1> {"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"greet"}}
-          b< {"id":7,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
-        b> {"jsonrpc":"2.0","id":7,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
-          1< {"jsonrpc":"2.0","id":"shoal-test-8","method":"elicitation/create","params":{}}
+          b< {"id":8,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"greet"}}
+        b> {"jsonrpc":"2.0","id":8,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"elicitation/create","params":{}}}}}
+          1< {"jsonrpc":"2.0","id":"shoal-test-9","method":"elicitation/create","params":{}}
         lost
-          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the request that needed this ended","requestId":"shoal-test-8"}}
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the request that needed this ended","requestId":"shoal-test-9"}}
           1< {"jsonrpc":"2.0","id":"c","error":{"code":-32080,"message":"the backend crashed"}}
-        1> {"jsonrpc":"2.0","id":"shoal-test-8","result":{"action":"accept"}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-9","result":{"action":"accept"}}
+        "#,
+    );
+}
+
+/// On a 2026-07-28 backend a translated client's `resources/subscribe` opens a stream of the
+/// daemon's (one per URI, answered on its acknowledgement, closed after the last subscriber
+/// goes); what comes on it reaches the URI's subscribers untagged, and `list_changed` on the
+/// daemon's list stream reaches translated clients only. A restarted backend gets the streams
+/// again.
+#[test]
+fn translated_subscriptions_and_list_changes_ride_the_daemons_own_streams() {
+    const ID: &str = "io.modelcontextprotocol/subscriptionId";
+    check(
+        &format!(
+            r#"
+        discover {DISCOVER}
+        join 1
+        join 2
+        attach 3
+        3> {{"jsonrpc":"2.0","id":"m","method":"tools/list","params":{{"_meta":{{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}
+        1> {{"jsonrpc":"2.0","id":"s1","method":"resources/subscribe","params":{{"uri":"file:///a"}}}}
+        2> {{"jsonrpc":"2.0","id":"s2","method":"resources/subscribe","params":{{"uri":"file:///a"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{{"_meta":{{"{ID}":3}},"notifications":{{"resourceSubscriptions":["file:///a"]}}}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"_meta":{{"{ID}":3}},"uri":"file:///a/x"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{{"_meta":{{"{ID}":1}}}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{{"_meta":{{"{ID}":1}}}}}}
+        1> {{"jsonrpc":"2.0","id":"u1","method":"resources/unsubscribe","params":{{"uri":"file:///a"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"_meta":{{"{ID}":3}},"uri":"file:///a"}}}}
+        leave 2
+        b> {{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"_meta":{{"{ID}":3}},"uri":"file:///a"}}}}
+        1> {{"jsonrpc":"2.0","id":"s3","method":"resources/subscribe","params":{{"uri":"file:///b"}}}}
+        b> {{"jsonrpc":"2.0","id":4,"error":{{"code":-32602,"message":"unknown resource"}}}}
+        1> {{"jsonrpc":"2.0","id":"s4","method":"resources/subscribe","params":{{"uri":"file:///c"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{{"_meta":{{"{ID}":5}},"notifications":{{}}}}}}
+        1> {{"jsonrpc":"2.0","id":"s5","method":"resources/subscribe","params":{{"uri":"file:///d"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{{"_meta":{{"{ID}":6}},"notifications":{{"resourceSubscriptions":["file:///d"]}}}}}}
+        1> {{"jsonrpc":"2.0","id":"s6","method":"resources/subscribe","params":{{}}}}
+        lost
+        start
+        b> {{"jsonrpc":"2.0","id":0,"result":{DISCOVER}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"_meta":{{"{ID}":6}},"uri":"file:///d"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"_meta":{{"{ID}":8}},"uri":"file:///d"}}}}
+        "#
+        ),
+        r#"
+        join 1
+        join 2
+        attach 3
+        3> {"jsonrpc":"2.0","id":"m","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+        1> {"jsonrpc":"2.0","id":"s1","method":"resources/subscribe","params":{"uri":"file:///a"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///a"]}}}
+        2> {"jsonrpc":"2.0","id":"s2","method":"resources/subscribe","params":{"uri":"file:///a"}}
+        b> {"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":3},"notifications":{"resourceSubscriptions":["file:///a"]}}}
+          1< {"jsonrpc":"2.0","id":"s1","result":{}}
+          2< {"jsonrpc":"2.0","id":"s2","result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":3},"uri":"file:///a/x"}}
+          1< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///a/x"}}
+          2< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///a/x"}}
+        b> {"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":1}}}
+          1< {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}
+          2< {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}
+        b> {"jsonrpc":"2.0","method":"notifications/tools/list_changed","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":1}}}
+        1> {"jsonrpc":"2.0","id":"u1","method":"resources/unsubscribe","params":{"uri":"file:///a"}}
+          1< {"jsonrpc":"2.0","id":"u1","result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":3},"uri":"file:///a"}}
+          2< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///a"}}
+        leave 2
+          b< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"no client subscribes to the resource any more","requestId":3}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":3},"uri":"file:///a"}}
+        1> {"jsonrpc":"2.0","id":"s3","method":"resources/subscribe","params":{"uri":"file:///b"}}
+          b< {"jsonrpc":"2.0","id":4,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///b"]}}}
+        b> {"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"unknown resource"}}
+          1< {"jsonrpc":"2.0","id":"s3","error":{"code":-32602,"message":"unknown resource"}}
+        1> {"jsonrpc":"2.0","id":"s4","method":"resources/subscribe","params":{"uri":"file:///c"}}
+          b< {"jsonrpc":"2.0","id":5,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///c"]}}}
+        b> {"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":5},"notifications":{}}}
+          b< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the subscription was declined","requestId":5}}
+          1< {"jsonrpc":"2.0","id":"s4","error":{"code":-32602,"message":"the MCP server declined to subscribe to this resource"}}
+        1> {"jsonrpc":"2.0","id":"s5","method":"resources/subscribe","params":{"uri":"file:///d"}}
+          b< {"jsonrpc":"2.0","id":6,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///d"]}}}
+        b> {"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":6},"notifications":{"resourceSubscriptions":["file:///d"]}}}
+          1< {"jsonrpc":"2.0","id":"s5","result":{}}
+        1> {"jsonrpc":"2.0","id":"s6","method":"resources/subscribe","params":{}}
+          1< {"jsonrpc":"2.0","id":"s6","error":{"code":-32602,"message":"resources/subscribe needs params.uri (a string)"}}
+        lost
+          3< {"jsonrpc":"2.0","id":"m","error":{"code":-32080,"message":"the backend crashed"}}
+        start
+          b< {"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
+        b> {"jsonrpc":"2.0","id":0,"result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true},"resources":{"subscribe":true,"listChanged":true},"logging":{}},"instructions":"be kind","resultType":"complete","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"dual","version":"2"}}}}
+          b< {"jsonrpc":"2.0","id":7,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourcesListChanged":true,"toolsListChanged":true}}}
+          b< {"jsonrpc":"2.0","id":8,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///d"]}}}
+          signal: Initialized
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":6},"uri":"file:///d"}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":8},"uri":"file:///d"}}
+          1< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///d"}}
         "#,
     );
 }
