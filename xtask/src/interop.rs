@@ -23,9 +23,14 @@
 //! notifications); a global deadline kills the script, its proxies and the daemons, and fails the
 //! run.
 //!
+//! Then [`eras`] runs clients of every MCP era (Python SDK `legacy`, `auto`, `2026-07-28`, and
+//! the TypeScript SDK) at once on one shared 2026-07-28 server, each compared with the same
+//! client spoken to the server directly.
+//!
 //! Then [`host`] runs a real MCP host, Gemini CLI, with shoal: the host's own `mcp add`, `shoal
 //! install` on the config it wrote, and the host's own connection checks, two of them at once.
 
+mod eras;
 mod host;
 
 use std::collections::BTreeSet;
@@ -106,8 +111,13 @@ pub(crate) fn run(install_only: bool) -> anyhow::Result<()> {
     }
     outcome?;
 
-    // The SDK stage has stopped everything it started; the host stage has its own dirs and
-    // runtime dir, so neither sees the other's daemons.
+    // The SDK stage has stopped everything it started; the era and host stages have their own
+    // runtime dirs, so none sees another's daemons.
+    eras::run(
+        &run.shoal,
+        &run.peers.python,
+        &run.scratch.base.join("eras-run"),
+    )?;
     host::run(&host::Setup {
         shoal: &run.shoal,
         node: &run.tools.node,
