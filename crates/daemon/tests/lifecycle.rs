@@ -681,10 +681,12 @@ fn running_out_of_descriptors() {
 /// A server that closes its stdout, or stops reading its stdin, but stays alive can never answer
 /// again: it is treated as dead (its group stopped, a restart), so a request sent to it gets an
 /// error instead of hanging. Each server here refuses the daemon's `server/discover` probe (as a
-/// handshake-era server does), answers `initialize` (with the id it was sent), then closes one
-/// pipe and sleeps: the request comes after the close, so writing it fails.
+/// handshake-era server does), answers `initialize` (with the id it was sent), reads
+/// `notifications/initialized`, then closes one pipe and sleeps. It declares no capabilities, so
+/// the daemon has nothing more to write to it: a closed stdin must be noticed without a write
+/// failing, before any request is sent.
 fn a_half_closed_backend_is_stopped() {
-    const ANSWER_INITIALIZE: &str = r#"read -r line; printf '{"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"Method not found"}}\n'; read -r line; id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p'); printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"half","version":"1"}}}\n' "$id";"#;
+    const ANSWER_INITIALIZE: &str = r#"read -r line; printf '{"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"Method not found"}}\n'; read -r line; id=$(printf '%s' "$line" | sed -n 's/.*"id":\([0-9]*\).*/\1/p'); printf '{"jsonrpc":"2.0","id":%s,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"half","version":"1"}}}\n' "$id"; read -r line;"#;
     for (close, what) in [
         ("exec 1>&-", "closed its stdout but kept running"),
         ("exec 0<&-", "stopped reading its stdin but kept running"),
@@ -695,6 +697,9 @@ fn a_half_closed_backend_is_stopped() {
         spec.argv = vec!["sh".into(), "-c".into(), script.into()];
         let daemon = DaemonProcess::start(&spec);
         let mut client = session(&daemon.paths.socket, what);
+        wait_until("the half-closed server is logged", WAIT, || {
+            daemon.log().contains(what)
+        });
         let started = Instant::now();
         let response = client
             .request("tools/call", json!({"name": "echo", "arguments": {}}))
@@ -710,9 +715,6 @@ fn a_half_closed_backend_is_stopped() {
             "{what}: answered only after {:?}",
             started.elapsed()
         );
-        wait_until("the half-closed server is logged", WAIT, || {
-            daemon.log().contains(what)
-        });
     }
 }
 

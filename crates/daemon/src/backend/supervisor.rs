@@ -10,12 +10,15 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd as _;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_wire::{Line, LineCodec, LineError};
-use tokio::process::ChildStdout;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::codec::FramedRead;
@@ -92,9 +95,16 @@ impl Backend {
         let (stdin_outbox, stdin_receiver) = outbox_in(Arc::clone(stdin_room));
         let (stdin_failed_sender, stdin_failed) = oneshot::channel();
         if let Some(stdin) = process.take_stdin() {
+            // A server that closes its stdin while nothing is being written to it would hold
+            // what was already written (its pipe buffer) forever: the close is watched too.
+            let closed = reader_gone(&stdin);
             tokio::spawn(async move {
                 // No stall bound: a busy server may leave its stdin unread for as long as it likes.
-                if stdin_receiver.write_all_to(stdin, None).await.is_err() {
+                let failed = tokio::select! {
+                    written = stdin_receiver.write_all_to(stdin, None) => written.is_err(),
+                    () = closed => true,
+                };
+                if failed {
                     let _ = stdin_failed_sender.send(());
                 }
             });
@@ -152,6 +162,29 @@ impl Backend {
             let _ = stop.send(());
         }
         self.watcher
+    }
+}
+
+/// Resolves when the read end of the pipe `stdin` writes to is closed (the kernel reports an
+/// error on the write end once no reader is left), or never if that cannot be watched.
+fn reader_gone(stdin: &ChildStdin) -> impl Future<Output = ()> + use<> {
+    let watched = stdin.as_fd().try_clone_to_owned().and_then(|duplicate| {
+        // SAFETY: the `AsyncFd` owns `duplicate`, an open descriptor that nothing else can close
+        // or replace, and `OwnedFd::as_raw_fd` returns the same number for as long as it lives.
+        // (epoll keys registrations by descriptor, hence a duplicate of its own.)
+        unsafe { AsyncFd::register_with_interest(duplicate, Interest::ERROR) }
+            .map_err(io::Error::from)
+    });
+    async move {
+        match watched {
+            Ok(fd) => {
+                let _ = fd.ready(Interest::ERROR).await;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cannot watch the MCP server's stdin for its close");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 
