@@ -442,6 +442,19 @@ async def sampling_call(peer: Peer, label: str) -> str:
     return answered_by
 
 
+async def task_sampling_call(peer: Peer) -> None:
+    """trigger-sampling-request-async: sampling/createMessage as a client-side task."""
+    tool = "trigger-sampling-request-async"
+    names = await deadline(f"{peer.name}: tools/list", peer.tool_names())
+    if tool not in names:
+        raise Failure(f"{peer.name}: tools/list lacks {tool}: the server did not see a client that runs sampling as a task")
+    prompt = f"task question from {peer.name}"
+    text = await deadline(f"{peer.name}: {tool}", peer.call(tool, {"prompt": prompt, "maxTokens": 16}))
+    if not text.startswith("[COMPLETED]") or f"sampled by {peer.name}" not in text or prompt not in text:
+        raise Failure(f"{peer.name}: {tool} answered {text!r}, expected a completed task holding its own sampling answer")
+    check(f"{peer.name} sampling as a client-side task", "run by shoal, answered by the session, polled by the server")
+
+
 async def subscribe(peer: Peer) -> None:
     await deadline(f"{peer.name}: resources/subscribe {RESOURCE}", peer.subscribe(RESOURCE))
     if await deadline(f"{peer.name}: resources/read {RESOURCE}", peer.read(RESOURCE)) < 1:
@@ -488,6 +501,11 @@ async def scenario(peers: list[Peer], coordinator: Coordinator) -> None:
     if answered != len(peers):
         raise Failure(f"the clients answered {answered} sampling requests for {len(peers)} sampling calls")
     check("sampling requests", f"{answered} routed to clients, each answered once")
+
+    # 3b. Client-side tasks (2025-11-25): shoal declares that its client runs sampling as a task,
+    # so the server offers its async sampling tool; the daemon runs the task, the session answers
+    # a plain sampling request, and the server polls the daemon for the outcome.
+    await task_sampling_call(peers[0])
 
     # 4. Subscriptions: every client subscribes; the server's update reaches each of them.
     await all_of([subscribe(p) for p in peers])

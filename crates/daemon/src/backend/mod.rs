@@ -11,4 +11,5 @@ pub(crate) use lifecycle::{AfterStop, Failure, Lifecycle, LifecycleConfig, Step}
 pub(crate) use policy::RestartPolicy;
 pub use process::{BackendCommand, StopOutcome};
 pub(crate) use process::{group_rss_bytes, process_rss_bytes};
+pub(crate) use stderr::timestamp;
 pub(crate) use supervisor::BackendEvent;

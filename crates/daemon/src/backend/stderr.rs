@@ -42,7 +42,7 @@ pub(crate) async fn copy_to_log(stderr: impl AsyncRead + Unpin, log: Arc<File>) 
 }
 
 /// `2026-12-04T01:55:06.627617Z`: UTC, microseconds, as the daemon's logger writes its own.
-fn timestamp(at: SystemTime) -> String {
+pub(crate) fn timestamp(at: SystemTime) -> String {
     let since = at
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();

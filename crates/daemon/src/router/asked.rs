@@ -3,10 +3,11 @@
 //! A request the backend sent "the client" is routed to one client under a number the daemon
 //! mints (the client sees it inside a daemon-unique string id, see `server_requests.rs`). It is
 //! found by that number when the client answers, and by the backend's own id when the backend
-//! withdraws it (`notifications/cancelled`).
+//! withdraws it (`notifications/cancelled`). A request the daemon runs as a task for the backend
+//! (`client_tasks.rs`) is answered to that task instead, and withdrawn by cancelling the task.
 //!
-//! Invariant: `by_number` and `by_backend` always hold the same requests; every insertion and
-//! removal goes through this table.
+//! Invariant: `by_backend` holds exactly the requests of `by_number` answered to the backend;
+//! every insertion and removal goes through this table.
 
 use std::collections::HashMap;
 
@@ -19,22 +20,37 @@ use super::ClientId;
 pub(super) struct Asked {
     pub(super) number: u64,
     pub(super) client: ClientId,
-    /// The backend's id for it.
-    pub(super) backend_id: Id,
+    pub(super) reply: Reply,
+}
+
+/// Where a client's answer goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Reply {
+    /// To the backend, under its id for the request.
+    Backend(Id),
+    /// To the daemon's task of this number, which runs the request for the backend.
+    Task(u64),
 }
 
 #[derive(Debug, Default)]
 pub(super) struct AskedTable {
-    /// Number → (client, backend id).
-    by_number: HashMap<u64, (ClientId, Id)>,
+    /// Number → (client, where its answer goes).
+    by_number: HashMap<u64, (ClientId, Reply)>,
     /// Backend id → number.
     by_backend: HashMap<Id, u64>,
 }
 
 impl AskedTable {
-    pub(super) fn insert(&mut self, number: u64, client: ClientId, backend_id: Id) {
-        self.by_backend.insert(backend_id.clone(), number);
-        self.by_number.insert(number, (client, backend_id));
+    pub(super) fn insert(&mut self, number: u64, client: ClientId, reply: Reply) {
+        if let Reply::Backend(backend_id) = &reply {
+            self.by_backend.insert(backend_id.clone(), number);
+        }
+        self.by_number.insert(number, (client, reply));
+    }
+
+    /// The daemon withdrew request `number` (the task it ran for was cancelled).
+    pub(super) fn withdraw(&mut self, number: u64) -> Option<Asked> {
+        self.remove(number)
     }
 
     /// `client` answered request `number`. `None` if that request is not out at that client (an
@@ -71,21 +87,23 @@ impl AskedTable {
         self.by_backend.clear();
         std::mem::take(&mut self.by_number)
             .into_iter()
-            .map(|(number, (client, backend_id))| Asked {
+            .map(|(number, (client, reply))| Asked {
                 number,
                 client,
-                backend_id,
+                reply,
             })
             .collect()
     }
 
     fn remove(&mut self, number: u64) -> Option<Asked> {
-        let (client, backend_id) = self.by_number.remove(&number)?;
-        self.by_backend.remove(&backend_id);
+        let (client, reply) = self.by_number.remove(&number)?;
+        if let Reply::Backend(backend_id) = &reply {
+            self.by_backend.remove(backend_id);
+        }
         Some(Asked {
             number,
             client,
-            backend_id,
+            reply,
         })
     }
 }
@@ -97,11 +115,12 @@ mod tests {
     #[test]
     fn a_request_leaves_by_either_index_once() {
         let mut table = AskedTable::default();
-        table.insert(5, 1, Id::from_u64(100));
-        table.insert(6, 2, Id::from_u64(101));
+        table.insert(5, 1, Reply::Backend(Id::from_u64(100)));
+        table.insert(6, 2, Reply::Backend(Id::from_u64(101)));
+        table.insert(8, 2, Reply::Task(3));
         assert_eq!(table.answered(5, 2), None, "not asked of client 2");
         let asked = table.answered(5, 1).expect("asked of client 1");
-        assert_eq!(asked.backend_id, Id::from_u64(100));
+        assert_eq!(asked.reply, Reply::Backend(Id::from_u64(100)));
         assert_eq!(
             table.withdrawn(&Id::from_u64(100)),
             None,
@@ -112,15 +131,16 @@ mod tests {
             Some(6)
         );
         assert_eq!(table.answered(6, 2), None, "already withdrawn");
+        assert_eq!(table.withdraw(8).map(|a| a.reply), Some(Reply::Task(3)));
         assert!(table.by_number.is_empty() && table.by_backend.is_empty());
     }
 
     #[test]
     fn a_leaving_client_takes_only_its_own() {
         let mut table = AskedTable::default();
-        table.insert(5, 1, Id::from_u64(100));
-        table.insert(6, 2, Id::from_u64(101));
-        table.insert(7, 1, Id::from_u64(102));
+        table.insert(5, 1, Reply::Backend(Id::from_u64(100)));
+        table.insert(6, 2, Reply::Backend(Id::from_u64(101)));
+        table.insert(7, 1, Reply::Task(1));
         let mut left: Vec<u64> = table.client_left(1).iter().map(|a| a.number).collect();
         left.sort_unstable();
         assert_eq!(left, vec![5, 7]);

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 use shoal_ipc::session;
@@ -19,6 +19,7 @@ use shoal_wire::{
 
 use super::asked::AskedTable;
 use super::batch::Batches;
+use super::client_tasks::ClientTasks;
 use super::elicitations::Elicitations;
 use super::in_flight::{DaemonCall, Hook, InFlight, InFlightTable, Owner, Released};
 use super::levels::Levels;
@@ -79,7 +80,11 @@ pub(crate) struct Router {
     pub(super) lists: Lists,
     pub(super) tasks: Tasks,
     pub(super) elicitations: Elicitations,
+    /// Tasks the daemon runs for the backend as its client (`client_tasks.rs`).
+    pub(super) client_tasks: ClientTasks,
     pub(super) pending: Pending,
+    /// The wall clock, for task timestamps (fixed in tests).
+    pub(super) clock: fn() -> SystemTime,
     requests_served: u64,
 }
 
@@ -142,7 +147,9 @@ impl Router {
             lists: Lists::default(),
             tasks: Tasks::default(),
             elicitations: Elicitations::default(),
+            client_tasks: ClientTasks::default(),
             pending: Pending::default(),
+            clock: SystemTime::now,
             requests_served: 0,
         }
     }
@@ -239,6 +246,7 @@ impl Router {
             ));
         }
         self.tasks.backend_lost();
+        self.client_tasks.backend_lost();
         self.lists.backend_lost();
         if !matches!(self.phase, Phase::Unavailable { .. }) {
             self.phase = Phase::Waiting;

@@ -65,6 +65,15 @@ impl Router {
                 "roots": {},
                 "sampling": { "tools": {} },
                 "elicitation": { "form": {}, "url": {} },
+                // The daemon runs these as tasks itself, for any session (`client_tasks.rs`).
+                "tasks": {
+                    "list": {},
+                    "cancel": {},
+                    "requests": {
+                        "sampling": { "createMessage": {} },
+                        "elicitation": { "create": {} },
+                    },
+                },
             },
             "clientInfo": self.client_info,
         });

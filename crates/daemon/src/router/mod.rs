@@ -21,15 +21,17 @@
 //!   backend is lost or the daemon stops; a cancelled request may go unanswered, as JSON-RPC allows
 //!   (`dispatch.rs`: `Router::reply` is the one exit; held requests: `pending.rs`);
 //! - every server-to-client request gets exactly one answer at the backend: locally (`ping`,
-//!   `roots/list`), from the one client it was routed to, or an error when no client can answer
-//!   or the chosen one leaves (`server_requests.rs`; the table of requests out at clients is
-//!   `asked.rs`);
+//!   `roots/list`, a task-augmented request's `CreateTaskResult` and the `tasks/*` about it:
+//!   `client_tasks.rs`), from the one client it was routed to, or an error when no client can
+//!   answer or the chosen one leaves (`server_requests.rs`; the table of requests out at clients
+//!   is `asked.rs`);
 //! - nothing addressed to one client (answers, progress, routed requests, subscribed updates,
 //!   task status) reaches another (`notifications.rs`, `subscriptions.rs`, `tasks.rs`);
 //! - the backend never sees an array (`batch.rs`).
 
 mod asked;
 mod batch;
+mod client_tasks;
 mod dispatch;
 mod elicitations;
 mod handshake;

@@ -11,6 +11,7 @@
 use serde_json::{Value, json};
 use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, response_value};
 
+use super::asked::Reply;
 use super::dispatch::{ClientId, Outputs, Router};
 use super::elicitations;
 use super::in_flight::{Hook, InFlight, Owner};
@@ -49,7 +50,7 @@ impl ClientCapabilities {
 
 /// What a server-to-client request needs of the client that answers it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Need {
+pub(super) enum Need {
     Sampling,
     SamplingWithTools,
     ElicitationForm,
@@ -105,7 +106,15 @@ impl Router {
                 } else {
                     Need::ElicitationForm
                 };
-                let Some(client) = self.ask_client(id, envelope, need, out) else {
+                // A task-augmented request (2025-11-25) is run by the daemon as a task of its
+                // own (`client_tasks.rs`); the client answers it as a plain request.
+                let client = if params.get("task").is_some_and(Value::is_object) {
+                    self.run_as_task(id, envelope, need, out)
+                } else {
+                    self.ask_client(id.clone(), envelope, need, Reply::Backend(id), out)
+                        .map(|(client, _)| client)
+                };
+                let Some(client) = client else {
                     return;
                 };
                 if need == Need::ElicitationUrl
@@ -118,6 +127,9 @@ impl Router {
                     );
                 }
                 return;
+            }
+            Some(method @ ("tasks/get" | "tasks/result" | "tasks/cancel" | "tasks/list")) => {
+                return self.client_task_request(method, id, envelope, out);
             }
             Some(method) => error_response(
                 Some(&id),
@@ -136,13 +148,18 @@ impl Router {
     /// else a capable client alone on this daemon (it would be asked if it had the server to
     /// itself). Anyone else would be shown a form or a sampling dialog about another session's
     /// work, so when no client qualifies the server gets an error at once.
-    fn ask_client(
+    ///
+    /// `envelope` is what the client is sent (under an id of the daemon's), `reply` where its
+    /// answer goes; a refusal goes to the backend under `backend_id`. Returns the client and the
+    /// number of the request out at it.
+    pub(super) fn ask_client(
         &mut self,
         backend_id: Id,
         envelope: &Envelope,
         need: Need,
+        reply: Reply,
         out: &mut Outputs,
-    ) -> Option<ClientId> {
+    ) -> Option<(ClientId, u64)> {
         let is_capable = |client: &ClientId| {
             self.clients
                 .get(client)
@@ -197,8 +214,8 @@ impl Router {
                     "routed a request from the MCP server to a client"
                 );
                 out.to_clients.push((client, rewritten.into()));
-                self.asked.insert(asked_id, client, backend_id);
-                Some(client)
+                self.asked.insert(asked_id, client, reply);
+                Some((client, asked_id))
             }
             Err(error) => {
                 let refusal = error_response(
@@ -294,11 +311,15 @@ impl Router {
             tracing::debug!(client, "dropped a client's answer to no request of ours");
             return;
         };
-        match envelope.rewrite(&[(Field::Id, &asked.backend_id)]) {
+        let backend_id = match asked.reply {
+            Reply::Backend(backend_id) => backend_id,
+            Reply::Task(task) => return self.client_task_answered(task, envelope, out),
+        };
+        match envelope.rewrite(&[(Field::Id, &backend_id)]) {
             Ok(answer) => out.to_backend.push(answer.into()),
             Err(error) => {
                 let answer = error_response(
-                    Some(&asked.backend_id),
+                    Some(&backend_id),
                     ErrorCode::INTERNAL_ERROR,
                     &format!("the client's answer could not be passed on: {error}"),
                 );
@@ -356,15 +377,14 @@ impl Router {
 
     /// `client` left: the backend gets an error for every request it was asked, and never waits.
     pub(super) fn abandon_asked(&mut self, client: ClientId, out: &mut Outputs) {
+        const WHY: &str = "the client this request was routed to disconnected before answering";
         for asked in self.asked.client_left(client) {
-            out.to_backend.push(
-                error_response(
-                    Some(&asked.backend_id),
-                    ErrorCode::INTERNAL_ERROR,
-                    "the client this request was routed to disconnected before answering",
-                )
-                .into(),
-            );
+            match asked.reply {
+                Reply::Backend(backend_id) => out
+                    .to_backend
+                    .push(error_response(Some(&backend_id), ErrorCode::INTERNAL_ERROR, WHY).into()),
+                Reply::Task(task) => self.client_task_failed(task, WHY, out),
+            }
         }
     }
 }

@@ -116,6 +116,8 @@ fn check(script: &str, expected: &str) {
     } else {
         initialized_backend("{}")
     };
+    // Task timestamps: 2023-11-14T22:13:20Z, always.
+    router.clock = || std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     let mut transcript = String::new();
     for input in lines {
         let mut out = Outputs::default();
@@ -242,7 +244,7 @@ fn the_backend_is_initialized_once_and_held_messages_follow_the_replay() {
         1> {"jsonrpc":"2.0","method":"notifications/custom"}
         1> {"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-11-25"}}
         start
-          b< {"jsonrpc":"2.0","id":5,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+          b< {"jsonrpc":"2.0","id":5,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}},"tasks":{"cancel":{},"list":{},"requests":{"elicitation":{"create":{}},"sampling":{"createMessage":{}}}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
         b> {"jsonrpc":"2.0","id":5,"result":{"protocolVersion":"2025-11-25","capabilities":{"logging":{},"resources":{"subscribe":true}}}}
           b< {"jsonrpc":"2.0","method":"notifications/initialized"}
           b< {"jsonrpc":"2.0","id":6,"method":"logging/setLevel","params":{"level":"debug"}}
@@ -273,7 +275,7 @@ fn a_failed_initialize_is_signalled_and_nothing_is_released() {
         lost
         1> {"jsonrpc":"2.0","id":1,"method":"tools/list"}
         start
-          b< {"jsonrpc":"2.0","id":2,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+          b< {"jsonrpc":"2.0","id":2,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}},"tasks":{"cancel":{},"list":{},"requests":{"elicitation":{"create":{}},"sampling":{"createMessage":{}}}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
         b> {"jsonrpc":"2.0","id":2,"error":{"code":-32603,"message":"bad config"}}
           signal: InitializeFailed("bad config")
         "#,
@@ -1131,7 +1133,7 @@ fn a_handshake_server_is_probed_once_then_initialized() {
         start
           b< {"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
         b> {"jsonrpc":"2.0","id":0,"error":{"code":-32601,"message":"Method not found"}}
-          b< {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+          b< {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}},"tasks":{"cancel":{},"list":{},"requests":{"elicitation":{"create":{}},"sampling":{"createMessage":{}}}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
         b> {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"b","version":"1"}}}
           b< {"jsonrpc":"2.0","method":"notifications/initialized"}
           1< {"jsonrpc":"2.0","id":"a","result":{"capabilities":{},"protocolVersion":"2025-06-18","serverInfo":{"name":"b","version":"1"}}}
@@ -1139,7 +1141,7 @@ fn a_handshake_server_is_probed_once_then_initialized() {
           signal: Initialized
         lost
         start
-          b< {"jsonrpc":"2.0","id":2,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+          b< {"jsonrpc":"2.0","id":2,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}},"tasks":{"cancel":{},"list":{},"requests":{"elicitation":{"create":{}},"sampling":{"createMessage":{}}}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
         "#,
     );
 }
@@ -1163,7 +1165,7 @@ fn a_server_that_dies_on_the_probe_is_initialized_after_its_restart() {
           b< {"jsonrpc":"2.0","id":0,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
         lost
         start
-          b< {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
+          b< {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"capabilities":{"elicitation":{"form":{},"url":{}},"roots":{},"sampling":{"tools":{}},"tasks":{"cancel":{},"list":{},"requests":{"elicitation":{"create":{}},"sampling":{"createMessage":{}}}}},"clientInfo":{"name":"shoal","version":"0.0.0-test"},"protocolVersion":"2025-11-25"}}
         b> {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"b","version":"1"}}}
           b< {"jsonrpc":"2.0","method":"notifications/initialized"}
           b< {"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}
@@ -1443,6 +1445,78 @@ fn translated_subscriptions_and_list_changes_ride_the_daemons_own_streams() {
         b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":6},"uri":"file:///d"}}
         b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":8},"uri":"file:///d"}}
           1< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///d"}}
+        "#,
+    );
+}
+
+/// A task-augmented `sampling/createMessage` or `elicitation/create` is run by the daemon as a
+/// task of its own: the server gets a `CreateTaskResult` at once, the routed session a plain
+/// request; the session's answer ends the task (announced, and answered to every `tasks/result`),
+/// `tasks/cancel` withdraws the request, a session leaving fails the task.
+#[test]
+fn the_daemon_runs_the_servers_client_side_tasks() {
+    const ID: &str = r#""taskId":"shoal-test-task-"#;
+    check(
+        &format!(
+            r#"
+        join 1 sampling,elicitation
+        1> {{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{{"name":"async"}}}}
+        b> {{"jsonrpc":"2.0","id":"s","method":"sampling/createMessage","params":{{"task":{{"ttl":60000}},"messages":[],"maxTokens":5}}}}
+        b> {{"jsonrpc":"2.0","id":"g","method":"tasks/get","params":{{{ID}3"}}}}
+        b> {{"jsonrpc":"2.0","id":"r","method":"tasks/result","params":{{{ID}3"}}}}
+        1> {{"jsonrpc":"2.0","id":"shoal-test-4","result":{{"role":"assistant","content":{{"type":"text","text":"hi"}},"model":"m"}}}}
+        b> {{"jsonrpc":"2.0","id":"r2","method":"tasks/result","params":{{{ID}3"}}}}
+        b> {{"jsonrpc":"2.0","id":"x","method":"tasks/cancel","params":{{{ID}3"}}}}
+        b> {{"jsonrpc":"2.0","id":"e","method":"elicitation/create","params":{{"task":{{}},"message":"Name?","requestedSchema":{{"type":"object"}}}}}}
+        b> {{"jsonrpc":"2.0","id":"x2","method":"tasks/cancel","params":{{{ID}5"}}}}
+        1> {{"jsonrpc":"2.0","id":"shoal-test-6","result":{{"action":"accept"}}}}
+        b> {{"jsonrpc":"2.0","id":"s3","method":"sampling/createMessage","params":{{"task":{{"ttl":1}},"messages":[],"maxTokens":5}}}}
+        b> {{"jsonrpc":"2.0","id":"r3","method":"tasks/result","params":{{{ID}7"}}}}
+        leave 1
+        b> {{"jsonrpc":"2.0","id":"l","method":"tasks/list"}}
+        b> {{"jsonrpc":"2.0","id":"u","method":"tasks/get","params":{{{ID}99"}}}}
+        b> {{"jsonrpc":"2.0","id":"s4","method":"sampling/createMessage","params":{{"task":{{}},"messages":[],"maxTokens":5}}}}
+        "#
+        ),
+        r#"
+        join 1 sampling,elicitation
+        1> {"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"async"}}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"async"}}
+        b> {"jsonrpc":"2.0","id":"s","method":"sampling/createMessage","params":{"task":{"ttl":60000},"messages":[],"maxTokens":5}}
+          b< {"jsonrpc":"2.0","id":"s","result":{"task":{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"working","taskId":"shoal-test-task-3","ttl":60000}}}
+          1< {"id":"shoal-test-4","jsonrpc":"2.0","method":"sampling/createMessage","params":{"maxTokens":5,"messages":[]}}
+        b> {"jsonrpc":"2.0","id":"g","method":"tasks/get","params":{"taskId":"shoal-test-task-3"}}
+          b< {"jsonrpc":"2.0","id":"g","result":{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"working","taskId":"shoal-test-task-3","ttl":60000}}
+        b> {"jsonrpc":"2.0","id":"r","method":"tasks/result","params":{"taskId":"shoal-test-task-3"}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-4","result":{"role":"assistant","content":{"type":"text","text":"hi"},"model":"m"}}
+          b< {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"completed","taskId":"shoal-test-task-3","ttl":60000}}
+          b< {"jsonrpc":"2.0","id":"r","result":{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"shoal-test-task-3"}},"content":{"text":"hi","type":"text"},"model":"m","role":"assistant"}}
+        b> {"jsonrpc":"2.0","id":"r2","method":"tasks/result","params":{"taskId":"shoal-test-task-3"}}
+          b< {"jsonrpc":"2.0","id":"r2","result":{"_meta":{"io.modelcontextprotocol/related-task":{"taskId":"shoal-test-task-3"}},"content":{"text":"hi","type":"text"},"model":"m","role":"assistant"}}
+        b> {"jsonrpc":"2.0","id":"x","method":"tasks/cancel","params":{"taskId":"shoal-test-task-3"}}
+          b< {"jsonrpc":"2.0","id":"x","error":{"code":-32602,"message":"the task has already ended; it cannot be cancelled"}}
+        b> {"jsonrpc":"2.0","id":"e","method":"elicitation/create","params":{"task":{},"message":"Name?","requestedSchema":{"type":"object"}}}
+          b< {"jsonrpc":"2.0","id":"e","result":{"task":{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"working","taskId":"shoal-test-task-5","ttl":null}}}
+          1< {"id":"shoal-test-6","jsonrpc":"2.0","method":"elicitation/create","params":{"message":"Name?","requestedSchema":{"type":"object"}}}
+        b> {"jsonrpc":"2.0","id":"x2","method":"tasks/cancel","params":{"taskId":"shoal-test-task-5"}}
+          b< {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"cancelled","statusMessage":"the task was cancelled","taskId":"shoal-test-task-5","ttl":null}}
+          b< {"jsonrpc":"2.0","id":"x2","result":{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"cancelled","statusMessage":"the task was cancelled","taskId":"shoal-test-task-5","ttl":null}}
+          1< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the MCP server cancelled the task","requestId":"shoal-test-6"}}
+        1> {"jsonrpc":"2.0","id":"shoal-test-6","result":{"action":"accept"}}
+        b> {"jsonrpc":"2.0","id":"s3","method":"sampling/createMessage","params":{"task":{"ttl":1},"messages":[],"maxTokens":5}}
+          b< {"jsonrpc":"2.0","id":"s3","result":{"task":{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"working","taskId":"shoal-test-task-7","ttl":1}}}
+          1< {"id":"shoal-test-8","jsonrpc":"2.0","method":"sampling/createMessage","params":{"maxTokens":5,"messages":[]}}
+        b> {"jsonrpc":"2.0","id":"r3","method":"tasks/result","params":{"taskId":"shoal-test-task-7"}}
+        leave 1
+          b< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the client disconnected","requestId":2}}
+          b< {"jsonrpc":"2.0","method":"notifications/tasks/status","params":{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"failed","statusMessage":"the client this request was routed to disconnected before answering","taskId":"shoal-test-task-7","ttl":1}}
+          b< {"jsonrpc":"2.0","id":"r3","error":{"code":-32603,"message":"the client this request was routed to disconnected before answering"}}
+        b> {"jsonrpc":"2.0","id":"l","method":"tasks/list"}
+          b< {"jsonrpc":"2.0","id":"l","result":{"tasks":[{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"completed","taskId":"shoal-test-task-3","ttl":60000},{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"cancelled","statusMessage":"the task was cancelled","taskId":"shoal-test-task-5","ttl":null},{"createdAt":"2023-11-14T22:13:20.000000Z","lastUpdatedAt":"2023-11-14T22:13:20.000000Z","pollInterval":1000,"status":"failed","statusMessage":"the client this request was routed to disconnected before answering","taskId":"shoal-test-task-7","ttl":1}]}}
+        b> {"jsonrpc":"2.0","id":"u","method":"tasks/get","params":{"taskId":"shoal-test-task-99"}}
+          b< {"jsonrpc":"2.0","id":"u","error":{"code":-32602,"message":"`tasks/get` names no task this client runs"}}
+        b> {"jsonrpc":"2.0","id":"s4","method":"sampling/createMessage","params":{"task":{},"messages":[],"maxTokens":5}}
+          b< {"jsonrpc":"2.0","id":"s4","error":{"code":-32601,"message":"shoal cannot route `sampling/createMessage`: it needs the client capability `sampling`, and no connected session declared it"}}
         "#,
     );
 }
