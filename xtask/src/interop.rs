@@ -32,6 +32,7 @@
 
 mod eras;
 mod host;
+mod matrix;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader, Write as _};
@@ -118,6 +119,14 @@ pub(crate) fn run(install_only: bool) -> anyhow::Result<()> {
         &run.peers.python,
         &run.scratch.base.join("eras-run"),
     )?;
+    matrix::run(&matrix::Setup {
+        shoal: &run.shoal,
+        node: &run.tools.node,
+        npm_dir: &interop_dir().join("npm"),
+        python: &run.peers.python,
+        pythons: &run.peers.matrix_pythons,
+        dir: run.scratch.base.join("matrix"),
+    })?;
     host::run(&host::Setup {
         shoal: &run.shoal,
         node: &run.tools.node,
@@ -190,6 +199,8 @@ struct Peers {
     ts_client: PathBuf,
     /// The MCP host of the host stage.
     gemini: host::Gemini,
+    /// `(mcp version, interpreter)` of each venv of the matrix stage.
+    matrix_pythons: Vec<(String, PathBuf)>,
     server_version: String,
     client_version: String,
 }
@@ -267,6 +278,8 @@ fn install(tools: &Tools) -> anyhow::Result<Peers> {
         run_command(pip).context("failed to install the PyPI peers of interop")?;
         write_stamp(&venv, &stamp)?;
     }
+    let matrix_pythons =
+        matrix::install(&tools.python, &python_version, &interop_dir(), &manifests)?;
 
     let ts_client = npm_dir.join("ts-client.mjs");
     std::fs::copy(manifests.join("ts-client.mjs"), &ts_client)
@@ -298,6 +311,7 @@ fn install(tools: &Tools) -> anyhow::Result<Peers> {
         python,
         ts_client,
         gemini,
+        matrix_pythons,
         server_version,
         client_version,
     })

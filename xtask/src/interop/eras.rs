@@ -114,16 +114,16 @@ fn documented_difference(client: &str, path: &str) -> bool {
 }
 
 /// One leaf of a session's observations that differs between the direct and the shared run.
-struct Difference {
-    client: String,
+pub(super) struct Difference {
+    pub(super) client: String,
     /// A `/`-separated pointer into the observations.
-    path: String,
+    pub(super) path: String,
     /// Both values, for the report.
-    line: String,
+    pub(super) line: String,
 }
 
-/// Every leaf where `a` and `b` differ.
-fn diff(client: &str, path: &str, a: &Value, b: &Value, out: &mut Vec<Difference>) {
+/// Every leaf where `a` and `b` differ (also the matrix stage's).
+pub(super) fn diff(client: &str, path: &str, a: &Value, b: &Value, out: &mut Vec<Difference>) {
     match (a, b) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
