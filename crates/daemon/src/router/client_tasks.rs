@@ -24,6 +24,7 @@ use shoal_wire::{Envelope, ErrorCode, Id, Validation, error_response, notificati
 use super::asked::Reply;
 use super::dispatch::{ClientId, Outputs, Router, cancellation};
 use super::server_requests::Need;
+use super::stateless::{RawObject, raw};
 
 /// Tasks kept at once, running or finished.
 const MAX_TASKS: usize = 256;
@@ -400,15 +401,14 @@ impl Router {
     }
 }
 
-/// The request without its `task` field, and the `ttl` it asked for.
+/// The request without its `task` field, and the `ttl` it asked for; every other member as the
+/// server wrote it.
 fn without_task(envelope: &Envelope) -> Option<(Envelope, Option<u64>)> {
-    let mut message: Map<String, Value> =
-        serde_json::from_slice(envelope.line().as_bytes()).ok()?;
-    let Some(Value::Object(params)) = message.get_mut("params") else {
-        return None;
-    };
-    let task = params.remove("task")?;
+    let mut message: RawObject = serde_json::from_slice(envelope.line().as_bytes()).ok()?;
+    let mut params: RawObject = serde_json::from_str(message.get("params")?.get()).ok()?;
+    let task: Value = serde_json::from_str(params.remove("task")?.get()).ok()?;
     let ttl = task.get("ttl").and_then(Value::as_u64);
+    message.insert("params".to_owned(), raw(&params).ok()?);
     let line = shoal_wire::Line::new(serde_json::to_vec(&message).ok()?).ok()?;
     Some((Envelope::parse(line, Validation::Envelope), ttl))
 }

@@ -73,8 +73,9 @@ pub(super) enum Hook {
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Retry {
     pub(super) method: String,
-    /// The params as the client sent them, with its `_meta` added.
-    pub(super) params: serde_json::Map<String, serde_json::Value>,
+    /// The params as the client sent them, with its `_meta` added: JSON text, members kept as
+    /// they were written (see `stateless::RawObject`).
+    pub(super) params: String,
     /// Rounds of questions so far.
     pub(super) round: u32,
 }
@@ -171,7 +172,9 @@ impl InFlightTable {
 
     fn release_backend_id(&mut self, backend_id: u64) -> Released {
         match self.by_backend.get_mut(&backend_id) {
-            Some(entry) if entry.hook != Hook::None => {
+            // Only these answers do work beyond their requester's (a retry, or a list narrowed
+            // for it, is its requester's alone: cancelled with it).
+            Some(entry) if matches!(entry.hook, Hook::Subscribe(_) | Hook::CreatesTask) => {
                 entry.owner = Owner::Gone;
                 Released::KeptForItsHook
             }

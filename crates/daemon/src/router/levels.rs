@@ -114,6 +114,10 @@ impl Router {
     }
 
     pub(super) fn set_backend_level(&mut self, level: Level, out: &mut Outputs) {
+        // A 2026-07-28 backend has no level to set: each request carries its own.
+        if self.is_stateless() {
+            return;
+        }
         self.housekeeping_request(session::SET_LEVEL, json!({ "level": level.as_str() }), out);
     }
 }

@@ -157,7 +157,8 @@ impl Router {
     pub(super) fn broadcast_list_changed(&self, kind: ListKind, out: &mut Outputs) {
         let line = notification_value(kind.notification(), None);
         for (&client, state) in &self.clients {
-            if state.ready && !matches!(state.era, ClientEra::Modern { .. }) {
+            let modern = self.is_stateless() && matches!(state.era, ClientEra::Modern { .. });
+            if state.ready && !modern {
                 out.to_clients.push((client, line.clone().into()));
             }
         }

@@ -17,6 +17,10 @@ use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, request_value};
 
 use super::dispatch::{ClientId, Outputs, Router, cancellation};
 use super::in_flight::Retry;
+use super::stateless::{RawObject, raw};
+
+/// What an `InputRequiredResult` may ask: the server-to-client requests of the handshake era.
+const ASKABLE: [&str; 3] = ["sampling/createMessage", "elicitation/create", "roots/list"];
 
 /// Rounds one request may take before the daemon gives up on the server: a server that keeps
 /// asking would otherwise hold the client's request, and its dialogs, forever.
@@ -116,6 +120,26 @@ impl Router {
             );
             return self.reply(client, &id, answer.into(), out);
         }
+        // A question the client's era cannot be asked: the request fails as a whole, before any
+        // question goes out.
+        if let Some(odd) = questions.values().find_map(|question| {
+            let method = question
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            (!ASKABLE.contains(&method)).then(|| method.to_owned())
+        }) {
+            let answer = error_response(
+                Some(&id),
+                ErrorCode::INTERNAL_ERROR,
+                &format!(
+                    "the MCP server's InputRequiredResult asks for `{odd}`, which shoal cannot \
+                     ask a client (it asks sampling/createMessage, elicitation/create and \
+                     roots/list)"
+                ),
+            );
+            return self.reply(client, &id, answer.into(), out);
+        }
         let mut round = Round {
             client,
             id,
@@ -125,7 +149,10 @@ impl Router {
             responses: Map::new(),
         };
         for (key, question) in questions {
-            let method = question.get("method").and_then(Value::as_str).unwrap_or("");
+            let method = question
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let params = question.get("params").cloned().unwrap_or_else(|| json!({}));
             if method == "roots/list" {
                 // The project's roots, answered as the daemon answers every session's server.
@@ -223,21 +250,34 @@ impl Router {
             responses,
             ..
         } = round;
-        if !responses.is_empty() {
-            retry
-                .params
-                .insert("inputResponses".to_owned(), Value::Object(responses));
-        } else {
-            retry.params.remove("inputResponses");
-        }
-        match request_state {
-            Some(state) => {
-                retry.params.insert("requestState".to_owned(), state);
-            }
-            None => {
-                retry.params.remove("requestState");
-            }
-        }
+        // The params as first sent, members kept as written, with this round's answers.
+        let params = serde_json::from_str::<RawObject>(&retry.params)
+            .ok()
+            .and_then(|mut params| {
+                if responses.is_empty() {
+                    params.remove("inputResponses");
+                } else {
+                    params.insert("inputResponses".to_owned(), raw(&responses).ok()?);
+                }
+                match &request_state {
+                    Some(state) => {
+                        params.insert("requestState".to_owned(), raw(state).ok()?);
+                    }
+                    None => {
+                        params.remove("requestState");
+                    }
+                }
+                serde_json::to_string(&params).ok()
+            });
+        let Some(params) = params else {
+            let answer = error_response(
+                Some(&id),
+                ErrorCode::INTERNAL_ERROR,
+                "shoal could not build the retried request",
+            );
+            return self.reply(client, &id, answer.into(), out);
+        };
+        retry.params = params;
         self.retry(client, id, retry, out);
     }
 

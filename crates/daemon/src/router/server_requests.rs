@@ -14,7 +14,7 @@ use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, response_value}
 use super::asked::Reply;
 use super::dispatch::{ClientId, Outputs, Router};
 use super::elicitations;
-use super::in_flight::{Hook, InFlight, Owner};
+use super::in_flight::{DaemonCall, Hook, InFlight, Owner};
 
 /// What a client declared it can answer, as far as the server's requests go.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -348,10 +348,21 @@ impl Router {
     /// `subscriptions/listen` stream so): that client alone hears of it, under its own id, and
     /// the request is over. Any other id is dropped.
     fn backend_ended_request(&mut self, backend_id: &Id, envelope: &Envelope, out: &mut Outputs) {
-        let owned = backend_id
-            .as_str()
-            .parse::<u64>()
-            .ok()
+        let number = backend_id.as_str().parse::<u64>().ok();
+        // One of the daemon's own listen streams (`subscriptions.rs`), ended by the server.
+        if let Some(number) = number
+            && let Some(InFlight {
+                owner: Owner::Daemon(DaemonCall::Listen(_)),
+                ..
+            }) = self.in_flight.get(number)
+            && let Some(InFlight {
+                owner: Owner::Daemon(DaemonCall::Listen(stream)),
+                ..
+            }) = self.in_flight.finish(number)
+        {
+            return self.stream_ended(number, stream, envelope, out);
+        }
+        let owned = number
             // A request whose answer does the daemon's work (a first subscribe others wait on,
             // a task's creation) stays until answered: ending it here would lose those answers.
             .filter(|&backend_id| {

@@ -24,6 +24,7 @@
 //! (`subscriptions.rs`); every request it forwards for a translated client carries that
 //! client's `_meta`.
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use shoal_ipc::session::LogLevel as Level;
 use shoal_wire::{Envelope, ErrorCode, Id, Kind, Line, Validation, error_response, request_value};
@@ -72,9 +73,10 @@ pub(super) enum ClientEra {
         client_info: Value,
         capabilities: Value,
     },
-    /// Speaks 2026-07-28 itself. `log_level` is what its latest request asked for: the server
-    /// sends log messages only for requests that carry one.
-    Modern { log_level: Option<Level> },
+    /// Speaks 2026-07-28 itself. `log_levels`: the backend ids of its requests that asked for
+    /// log messages (the server sends them only for requests that carry a level), and the level
+    /// each asked for; those no longer in flight are dropped at its next request.
+    Modern { log_levels: Vec<(u64, Level)> },
 }
 
 impl Router {
@@ -140,6 +142,13 @@ impl Router {
         self.initialized_backends += 1;
         out.signal = Some(Signal::Initialized);
         self.reopen_streams(out);
+        if self.initialized_backends > 1 {
+            // A new process (maybe a new version): its lists may differ, and nothing here can
+            // tell (a translated session's only news of changes is the daemon's stream).
+            for kind in self.announced_lists() {
+                self.broadcast_list_changed(kind, out);
+            }
+        }
         for (client, envelope) in self.pending.take_all() {
             match envelope.kind() {
                 Kind::Request => self.client_request(client, envelope, out),
@@ -184,12 +193,26 @@ impl Router {
         let method = envelope.method().unwrap_or_default().to_owned();
         if !self.translates(client) {
             let log_level = requested_log_level(&envelope);
+            let Some(state) = self.clients.get_mut(&client) else {
+                return;
+            };
+            let mut log_levels = match std::mem::take(&mut state.era) {
+                ClientEra::Modern { log_levels } => log_levels,
+                _ => Vec::new(),
+            };
+            log_levels.retain(|(backend_id, _)| self.in_flight.get(*backend_id).is_some());
+            // It has no `notifications/initialized` to send: it hears broadcasts at once.
+            state.ready = true;
+            let before = state.last_request;
+            self.forward(client, id, &envelope, Hook::None, out);
             if let Some(state) = self.clients.get_mut(&client) {
-                state.era = ClientEra::Modern { log_level };
-                // It has no `notifications/initialized` to send: it hears broadcasts at once.
-                state.ready = true;
+                // Forwarded (a request that could not be is answered with an error at once).
+                if let Some(level) = log_level.filter(|_| state.last_request != before) {
+                    log_levels.push((state.last_request, level));
+                }
+                state.era = ClientEra::Modern { log_levels };
             }
-            return self.forward(client, id, &envelope, Hook::None, out);
+            return;
         }
         match method.as_str() {
             // Removed in 2026-07-28; the daemon answers it as the client's own era would.
@@ -229,12 +252,13 @@ impl Router {
     }
 
     /// A translated client's request with its own `_meta` added, as the line to forward and
-    /// its params (kept for the retry of a multi-round-trip request).
+    /// its params (kept for the retry of a multi-round-trip request). Only `_meta` is rebuilt:
+    /// every other member goes through as the client wrote it.
     fn with_client_meta(
         &self,
         client: ClientId,
         envelope: &Envelope,
-    ) -> Result<(Line, Map<String, Value>), String> {
+    ) -> Result<(Line, String), String> {
         let Some(ClientEra::Translated {
             client_info,
             capabilities,
@@ -242,34 +266,35 @@ impl Router {
         else {
             return Err("the session has not initialized".to_owned());
         };
-        let mut message: Map<String, Value> = serde_json::from_slice(envelope.line().as_bytes())
+        let mut message: RawObject = serde_json::from_slice(envelope.line().as_bytes())
             .map_err(|error| format!("the request could not be read: {error}"))?;
-        let params = match message
-            .entry("params")
-            .or_insert_with(|| Value::Object(Map::new()))
-        {
-            Value::Object(params) => params,
-            _ => return Err("the request's params must be an object".to_owned()),
+        let mut params: RawObject = match message.get("params") {
+            None => RawObject::new(),
+            Some(params) => serde_json::from_str(params.get())
+                .map_err(|_| "the request's params must be an object".to_owned())?,
         };
-        let meta = match params
-            .entry("_meta")
-            .or_insert_with(|| Value::Object(Map::new()))
-        {
-            Value::Object(meta) => meta,
-            _ => return Err("the request's params._meta must be an object".to_owned()),
+        let mut meta: RawObject = match params.get("_meta") {
+            None => RawObject::new(),
+            Some(meta) => serde_json::from_str(meta.get())
+                .map_err(|_| "the request's params._meta must be an object".to_owned())?,
         };
         // A handshake-era server sends every level until told otherwise: so does this one for
         // a client that never set a level.
         let level = self.levels.level_of(client).unwrap_or(Level::Debug);
-        meta.insert(PROTOCOL_VERSION_KEY.to_owned(), json!(STATELESS_VERSION));
-        meta.insert(CLIENT_INFO_KEY.to_owned(), client_info.clone());
-        meta.insert(CLIENT_CAPABILITIES_KEY.to_owned(), capabilities.clone());
-        meta.insert(LOG_LEVEL_KEY.to_owned(), json!(level.as_str()));
-        let params = params.clone();
+        meta.insert(
+            PROTOCOL_VERSION_KEY.to_owned(),
+            raw(&json!(STATELESS_VERSION))?,
+        );
+        meta.insert(CLIENT_INFO_KEY.to_owned(), raw(client_info)?);
+        meta.insert(CLIENT_CAPABILITIES_KEY.to_owned(), raw(capabilities)?);
+        meta.insert(LOG_LEVEL_KEY.to_owned(), raw(&json!(level.as_str()))?);
+        params.insert("_meta".to_owned(), raw(&meta)?);
+        let params_text = serde_json::to_string(&params).map_err(|error| error.to_string())?;
+        message.insert("params".to_owned(), raw(&params)?);
         let bytes = serde_json::to_vec(&message)
             .map_err(|error| format!("the request could not be rewritten: {error}"))?;
         let line = Line::new(bytes).map_err(|error| error.to_string())?;
-        Ok((line, params))
+        Ok((line, params_text))
     }
 
     fn set_translated_level(
@@ -380,14 +405,11 @@ impl Router {
         envelope: &Envelope,
         out: &mut Outputs,
     ) {
-        let result = serde_json::from_slice::<Value>(envelope.line().as_bytes())
+        // Members kept as the server wrote them (numbers of any size included).
+        let result = serde_json::from_slice::<RawObject>(envelope.line().as_bytes())
             .ok()
-            .and_then(
-                |mut message| match message.get_mut("result").map(Value::take) {
-                    Some(Value::Object(result)) => Some(result),
-                    _ => None,
-                },
-            );
+            .and_then(|message| message.get("result").map(|result| result.get().to_owned()))
+            .and_then(|result| serde_json::from_str::<RawObject>(&result).ok());
         let Some(mut result) = result else {
             let answer = error_response(
                 Some(&id),
@@ -396,7 +418,11 @@ impl Router {
             );
             return self.reply(client, &id, answer.into(), out);
         };
-        if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
+        let input_required = result
+            .get("resultType")
+            .and_then(|kind| serde_json::from_str::<String>(kind.get()).ok())
+            .is_some_and(|kind| kind == "input_required");
+        if input_required {
             let Hook::Retryable(retry) = hook else {
                 let answer = error_response(
                     Some(&id),
@@ -405,18 +431,43 @@ impl Router {
                 );
                 return self.reply(client, &id, answer.into(), out);
             };
+            let result = serde_json::to_string(&result)
+                .ok()
+                .and_then(|text| serde_json::from_str::<Map<String, Value>>(&text).ok())
+                .unwrap_or_default();
             return self.start_round(client, id, *retry, result, out);
         }
         for field in ["resultType", "ttlMs", "cacheScope"] {
             result.remove(field);
         }
-        if let Some(Value::Object(meta)) = result.get_mut("_meta") {
+        if let Some(meta) = result.get("_meta")
+            && let Ok(mut meta) = serde_json::from_str::<RawObject>(meta.get())
+        {
             meta.remove(SERVER_INFO_KEY);
             if meta.is_empty() {
                 result.remove("_meta");
+            } else if let Ok(meta) = raw(&meta) {
+                result.insert("_meta".to_owned(), meta);
             }
         }
-        self.answer(client, &id, &Value::Object(result), out);
+        let answer = serde_json::to_string(&result).ok().and_then(|result| {
+            let text = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#,
+                id.as_str()
+            );
+            Line::new(text.into_bytes()).ok()
+        });
+        match answer {
+            Some(answer) => self.reply(client, &id, answer.into(), out),
+            None => {
+                let answer = error_response(
+                    Some(&id),
+                    ErrorCode::INTERNAL_ERROR,
+                    "the MCP server's answer could not be passed on",
+                );
+                self.reply(client, &id, answer.into(), out);
+            }
+        }
     }
 
     /// `notifications/message` from a stateless backend. Nothing in it names the request it is
@@ -428,15 +479,24 @@ impl Router {
         out: &mut Outputs,
     ) {
         for (&client, state) in &self.clients {
-            if self.in_flight.latest_of(client).is_none() && !self.rounds.has_rounds_of(client) {
+            if !state.ready
+                || (self.in_flight.latest_of(client).is_none()
+                    && !self.rounds.has_rounds_of(client))
+            {
                 continue;
             }
             let admitted = match &state.era {
                 ClientEra::Translated { .. } => {
                     level.is_none_or(|level| self.levels.admits(client, level))
                 }
-                ClientEra::Modern { log_level } => {
-                    log_level.is_some_and(|own| level.is_none_or(|level| level >= own))
+                ClientEra::Modern { log_levels } => {
+                    // The most verbose level any of its requests in flight asked for.
+                    let own = log_levels
+                        .iter()
+                        .filter(|(backend_id, _)| self.in_flight.get(*backend_id).is_some())
+                        .map(|&(_, level)| level)
+                        .min();
+                    own.is_some_and(|own| level.is_none_or(|level| level >= own))
                 }
                 ClientEra::Unknown => false,
             };
@@ -449,10 +509,36 @@ impl Router {
 
     /// Re-send a translated client's request with the answers a round collected.
     pub(super) fn retry(&mut self, client: ClientId, id: Id, retry: Retry, out: &mut Outputs) {
-        let line = request_value(&id, &retry.method, &Value::Object(retry.params.clone()));
+        let line = serde_json::to_string(&retry.method)
+            .ok()
+            .and_then(|method| {
+                let text = format!(
+                    r#"{{"jsonrpc":"2.0","id":{},"method":{method},"params":{}}}"#,
+                    id.as_str(),
+                    retry.params
+                );
+                Line::new(text.into_bytes()).ok()
+            });
+        let Some(line) = line else {
+            let answer = error_response(
+                Some(&id),
+                ErrorCode::INTERNAL_ERROR,
+                "shoal could not build the retried request",
+            );
+            return self.reply(client, &id, answer.into(), out);
+        };
         let envelope = Envelope::parse(line, Validation::Envelope);
         self.forward(client, id, &envelope, Hook::Retryable(Box::new(retry)), out);
     }
+}
+
+/// A JSON object whose members are kept as written: rewriting one member leaves the others'
+/// text (numbers beyond 64 bits, say) exactly as it was. Sorted by key, as `serde_json::Map`.
+pub(super) type RawObject = std::collections::BTreeMap<String, Box<RawValue>>;
+
+/// `value` as raw JSON text.
+pub(super) fn raw(value: &impl serde::Serialize) -> Result<Box<RawValue>, String> {
+    serde_json::value::to_raw_value(value).map_err(|error| error.to_string())
 }
 
 /// The log level a modern client's request asks for in its `_meta`, if any.

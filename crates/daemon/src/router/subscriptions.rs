@@ -35,7 +35,13 @@ pub(super) struct Subscriptions {
     uris: HashMap<String, Subscription>,
     /// The backend id of the daemon's stream for `list_changed`, on a 2026-07-28 backend.
     lists_stream: Option<u64>,
+    /// Times the current backend process ended that stream and it was opened again.
+    lists_reopened: u32,
 }
+
+/// How many times one backend process may end one of the daemon's streams and see it opened
+/// again: a server that ends every stream at once is not asked forever.
+const MAX_REOPENS: u32 = 3;
 
 /// What one of the daemon's own `subscriptions/listen` streams is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +61,8 @@ struct Subscription {
     waiting: Option<Vec<(ClientId, Id)>>,
     /// On a 2026-07-28 backend, the backend id of the daemon's stream for this URI.
     stream: Option<u64>,
+    /// Times the current backend process ended that stream and it was opened again.
+    reopened: u32,
 }
 
 /// How the backend answered a URI's first subscribe.
@@ -85,8 +93,10 @@ impl Subscriptions {
     /// The backend process is gone, and its streams with it.
     pub(super) fn backend_lost(&mut self) {
         self.lists_stream = None;
+        self.lists_reopened = 0;
         for subscription in self.uris.values_mut() {
             subscription.stream = None;
+            subscription.reopened = 0;
         }
     }
 
@@ -131,6 +141,7 @@ impl Router {
                         subscribers: HashSet::from([client]),
                         waiting: Some(Vec::new()),
                         stream: None,
+                        reopened: 0,
                     },
                 );
                 self.forward(client, id, &envelope, Hook::Subscribe(uri), out);
@@ -178,6 +189,7 @@ impl Router {
                 subscribers: HashSet::from([client]),
                 waiting: Some(vec![(client, id)]),
                 stream: Some(stream),
+                reopened: 0,
             },
         );
     }
@@ -264,7 +276,7 @@ impl Router {
     }
 
     /// The lists a 2026-07-28 backend declares `listChanged` for.
-    fn announced_lists(&self) -> Vec<ListKind> {
+    pub(super) fn announced_lists(&self) -> Vec<ListKind> {
         ListKind::ALL
             .into_iter()
             .filter(|kind| {
@@ -359,34 +371,59 @@ impl Router {
     ) {
         match stream {
             Stream::Lists => {
-                if self.subscriptions.lists_stream == Some(id) {
-                    self.subscriptions.lists_stream = None;
+                if self.subscriptions.lists_stream != Some(id) {
+                    return;
+                }
+                self.subscriptions.lists_stream = None;
+                let translated = self
+                    .clients
+                    .values()
+                    .any(|state| matches!(state.era, ClientEra::Translated { .. }));
+                if translated && self.subscriptions.lists_reopened < MAX_REOPENS {
+                    self.subscriptions.lists_reopened += 1;
                     tracing::warn!(
-                        "the MCP server ended shoal's stream of list changes; handshake-era                          sessions hear of no more changes until it restarts"
+                        "the MCP server ended shoal's stream of list changes; reopening it"
+                    );
+                    self.open_lists_stream(out);
+                } else if translated {
+                    tracing::warn!(
+                        "the MCP server keeps ending shoal's stream of list changes; \
+                         handshake-era sessions hear of no more list changes from this process"
                     );
                 }
             }
             Stream::Resource(uri) => {
-                let current = self
-                    .subscriptions
-                    .uris
-                    .get(&uri)
-                    .is_some_and(|subscription| subscription.stream == Some(id));
-                if !current {
+                let Some(subscription) = self.subscriptions.uris.get(&uri) else {
+                    return;
+                };
+                if subscription.stream != Some(id) {
                     return;
                 }
-                let answer = if envelope.kind() == shoal_wire::Kind::ErrorResponse {
-                    Answer::Refused(envelope)
+                if subscription.waiting.is_some() {
+                    let answer = if envelope.kind() == shoal_wire::Kind::ErrorResponse {
+                        Answer::Refused(envelope)
+                    } else {
+                        Answer::Failed(
+                            ErrorCode::INTERNAL_ERROR,
+                            "the MCP server ended the subscription before acknowledging it",
+                        )
+                    };
+                    return self.subscription_answered(&uri, answer, out);
+                }
+                // Acknowledged: its subscribers still count on it, as a handshake-era server's
+                // subscription would last. Opened again, a few times at most.
+                if subscription.reopened < MAX_REOPENS && !subscription.subscribers.is_empty() {
+                    tracing::warn!("the MCP server ended a resource subscription; reopening it");
+                    let stream = self.open_stream(Stream::Resource(uri.clone()), out);
+                    if let Some(subscription) = self.subscriptions.uris.get_mut(&uri) {
+                        subscription.stream = Some(stream);
+                        subscription.reopened += 1;
+                    }
                 } else {
-                    Answer::Failed(
-                        ErrorCode::INTERNAL_ERROR,
-                        "the MCP server ended the subscription before acknowledging it",
-                    )
-                };
-                self.subscription_answered(&uri, answer, out);
-                if self.subscriptions.uris.remove(&uri).is_some() {
+                    self.subscriptions.uris.remove(&uri);
                     tracing::warn!(
-                        "the MCP server ended a resource subscription; its subscribers get no                          more updates of it"
+                        "the MCP server keeps ending a resource subscription; its subscribers get \
+                         no more updates of it"
                     );
                 }
             }

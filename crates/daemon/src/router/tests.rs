@@ -1229,7 +1229,7 @@ fn a_handshake_client_on_a_stateless_server_is_served_in_its_own_era() {
         1> {{"jsonrpc":"2.0","method":"notifications/initialized"}}
         1> {{"jsonrpc":"2.0","id":1,"method":"ping"}}
         1> {{"jsonrpc":"2.0","id":2,"method":"tools/list"}}
-        b> {{"jsonrpc":"2.0","id":2,"result":{{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"shared","_meta":{{"io.modelcontextprotocol/serverInfo":{{"name":"dual","version":"2"}}}}}}}}
+        b> {{"jsonrpc":"2.0","id":2,"result":{{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"public","_meta":{{"io.modelcontextprotocol/serverInfo":{{"name":"dual","version":"2"}}}}}}}}
         1> {{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{{"level":"warning"}}}}
         1> {{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"chatty","_meta":{{"progressToken":7}}}}}}
         b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"quiet"}}}}
@@ -1250,7 +1250,7 @@ fn a_handshake_client_on_a_stateless_server_is_served_in_its_own_era() {
           1< {"jsonrpc":"2.0","id":1,"result":{}}
         1> {"jsonrpc":"2.0","id":2,"method":"tools/list"}
           b< {"id":2,"jsonrpc":"2.0","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"sampling":{}},"io.modelcontextprotocol/clientInfo":{"name":"old","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}
-        b> {"jsonrpc":"2.0","id":2,"result":{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"shared","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"dual","version":"2"}}}}
+        b> {"jsonrpc":"2.0","id":2,"result":{"tools":[],"resultType":"complete","ttlMs":5000,"cacheScope":"public","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"dual","version":"2"}}}}
           1< {"jsonrpc":"2.0","id":2,"result":{"tools":[]}}
         1> {"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"warning"}}
           1< {"jsonrpc":"2.0","id":3,"result":{}}
@@ -1303,7 +1303,7 @@ fn a_stateless_servers_questions_reach_the_translated_client_that_caused_them() 
         b> {"jsonrpc":"2.0","id":5,"result":{"resultType":"input_required","requestState":"s2"}}
           b< {"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28","progressToken":7},"name":"greet","requestState":"s2"}}
         b> {"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hello Ada"}],"resultType":"complete"}}
-          1< {"jsonrpc":"2.0","id":"g","result":{"content":[{"text":"hello Ada","type":"text"}]}}
+          1< {"jsonrpc":"2.0","id":"g","result":{"content":[{"type":"text","text":"hello Ada"}]}}
         "#,
     );
 }
@@ -1441,6 +1441,8 @@ fn translated_subscriptions_and_list_changes_ride_the_daemons_own_streams() {
         b> {"jsonrpc":"2.0","id":0,"result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true},"resources":{"subscribe":true,"listChanged":true},"logging":{}},"instructions":"be kind","resultType":"complete","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"dual","version":"2"}}}}
           b< {"jsonrpc":"2.0","id":7,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourcesListChanged":true,"toolsListChanged":true}}}
           b< {"jsonrpc":"2.0","id":8,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///d"]}}}
+          1< {"jsonrpc":"2.0","method":"notifications/tools/list_changed"}
+          1< {"jsonrpc":"2.0","method":"notifications/resources/list_changed"}
           signal: Initialized
         b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":6},"uri":"file:///d"}}
         b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":8},"uri":"file:///d"}}
@@ -1517,6 +1519,139 @@ fn the_daemon_runs_the_servers_client_side_tasks() {
           b< {"jsonrpc":"2.0","id":"u","error":{"code":-32602,"message":"`tasks/get` names no task this client runs"}}
         b> {"jsonrpc":"2.0","id":"s4","method":"sampling/createMessage","params":{"task":{},"messages":[],"maxTokens":5}}
           b< {"jsonrpc":"2.0","id":"s4","error":{"code":-32601,"message":"shoal cannot route `sampling/createMessage`: it needs the client capability `sampling`, and no connected session declared it"}}
+        "#,
+    );
+}
+
+/// The server ending one of the daemon's streams (a `notifications/cancelled` naming it, or an
+/// answer to it): a subscribe still waiting on it is answered; an acknowledged stream that still
+/// has subscribers is opened again, a few times at most, and so is the stream of list changes.
+#[test]
+fn a_stream_the_server_ends_is_answered_or_opened_again() {
+    const ID: &str = "io.modelcontextprotocol/subscriptionId";
+    check(
+        &format!(
+            r#"
+        discover {DISCOVER}
+        join 1
+        1> {{"jsonrpc":"2.0","id":"s1","method":"resources/subscribe","params":{{"uri":"file:///a"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":2}}}}
+        1> {{"jsonrpc":"2.0","id":"s2","method":"resources/subscribe","params":{{"uri":"file:///a"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{{"_meta":{{"{ID}":3}},"notifications":{{"resourceSubscriptions":["file:///a"]}}}}}}
+        b> {{"jsonrpc":"2.0","id":3,"result":{{}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"_meta":{{"{ID}":4}},"uri":"file:///a"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":1}}}}
+        b> {{"jsonrpc":"2.0","id":4,"result":{{}}}}
+        b> {{"jsonrpc":"2.0","id":6,"result":{{}}}}
+        b> {{"jsonrpc":"2.0","id":7,"result":{{}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{{"_meta":{{"{ID}":7}},"uri":"file:///a"}}}}
+        "#
+        ),
+        r#"
+        join 1
+        1> {"jsonrpc":"2.0","id":"s1","method":"resources/subscribe","params":{"uri":"file:///a"}}
+          b< {"jsonrpc":"2.0","id":2,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///a"]}}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}
+          1< {"jsonrpc":"2.0","id":"s1","error":{"code":-32603,"message":"the MCP server ended the subscription before acknowledging it"}}
+        1> {"jsonrpc":"2.0","id":"s2","method":"resources/subscribe","params":{"uri":"file:///a"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///a"]}}}
+        b> {"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":3},"notifications":{"resourceSubscriptions":["file:///a"]}}}
+          1< {"jsonrpc":"2.0","id":"s2","result":{}}
+        b> {"jsonrpc":"2.0","id":3,"result":{}}
+          b< {"jsonrpc":"2.0","id":4,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///a"]}}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":4},"uri":"file:///a"}}
+          1< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"file:///a"}}
+        b> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}
+          b< {"jsonrpc":"2.0","id":5,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourcesListChanged":true,"toolsListChanged":true}}}
+        b> {"jsonrpc":"2.0","id":4,"result":{}}
+          b< {"jsonrpc":"2.0","id":6,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///a"]}}}
+        b> {"jsonrpc":"2.0","id":6,"result":{}}
+          b< {"jsonrpc":"2.0","id":7,"method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"shoal","version":"0.0.0-test"},"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{"resourceSubscriptions":["file:///a"]}}}
+        b> {"jsonrpc":"2.0","id":7,"result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":7},"uri":"file:///a"}}
+        "#,
+    );
+}
+
+/// A translated client's requests are cancelled at the backend when it cancels them or leaves
+/// (a retryable request's answer is its alone); its level never reaches a stateless backend; an
+/// `InputRequiredResult` asking what no client can be asked, or answering a request that cannot
+/// take input, ends that request with an error.
+#[test]
+fn translated_requests_are_cancelled_and_odd_questions_refused() {
+    check(
+        &format!(
+            r#"
+        discover {DISCOVER}
+        join 1 elicitation
+        join 2
+        1> {{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{{"name":"slow"}}}}
+        1> {{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":"a"}}}}
+        1> {{"jsonrpc":"2.0","id":"l","method":"logging/setLevel","params":{{"level":"warning"}}}}
+        1> {{"jsonrpc":"2.0","id":"q","method":"tools/call","params":{{"name":"odd"}}}}
+        b> {{"jsonrpc":"2.0","id":3,"result":{{"resultType":"input_required","inputRequests":{{"k":{{"method":"tasks/get","params":{{}}}}}}}}}}
+        1> {{"jsonrpc":"2.0","id":"t","method":"tools/list","params":{{"n":123456789012345678901234567890}}}}
+        b> {{"jsonrpc":"2.0","id":4,"result":{{"resultType":"input_required","inputRequests":{{}},"requestState":"x"}}}}
+        1> {{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{{"name":"slow"}}}}
+        leave 1
+        "#
+        ),
+        r#"
+        join 1 elicitation
+        join 2
+        1> {"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"slow"}}
+          b< {"id":2,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"debug","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"slow"}}
+        1> {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a"}}
+          b< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2}}
+        1> {"jsonrpc":"2.0","id":"l","method":"logging/setLevel","params":{"level":"warning"}}
+          1< {"jsonrpc":"2.0","id":"l","result":{}}
+        1> {"jsonrpc":"2.0","id":"q","method":"tools/call","params":{"name":"odd"}}
+          b< {"id":3,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"warning","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"odd"}}
+        b> {"jsonrpc":"2.0","id":3,"result":{"resultType":"input_required","inputRequests":{"k":{"method":"tasks/get","params":{}}}}}
+          1< {"jsonrpc":"2.0","id":"q","error":{"code":-32603,"message":"the MCP server's InputRequiredResult asks for `tasks/get`, which shoal cannot ask a client (it asks sampling/createMessage, elicitation/create and roots/list)"}}
+        1> {"jsonrpc":"2.0","id":"t","method":"tools/list","params":{"n":123456789012345678901234567890}}
+          b< {"id":4,"jsonrpc":"2.0","method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"warning","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"n":123456789012345678901234567890}}
+        b> {"jsonrpc":"2.0","id":4,"result":{"resultType":"input_required","inputRequests":{},"requestState":"x"}}
+          1< {"jsonrpc":"2.0","id":"t","error":{"code":-32603,"message":"the MCP server asked for input on a request that cannot take any"}}
+        1> {"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"slow"}}
+          b< {"id":5,"jsonrpc":"2.0","method":"tools/call","params":{"_meta":{"io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c1","version":"1"},"io.modelcontextprotocol/logLevel":"warning","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"name":"slow"}}
+        leave 1
+          b< {"jsonrpc":"2.0","method":"notifications/cancelled","params":{"reason":"the client disconnected","requestId":5}}
+        "#,
+    );
+}
+
+/// A modern client hears the log messages of a stateless server while any of its requests in
+/// flight asked for them, at the most verbose level they asked for: a later request that asks
+/// for none does not silence an earlier one's.
+#[test]
+fn a_modern_clients_logs_follow_its_requests_in_flight() {
+    const LEVEL: &str = "io.modelcontextprotocol/logLevel";
+    check(
+        &format!(
+            r#"
+        discover {DISCOVER}
+        attach 1
+        1> {{"jsonrpc":"2.0","id":"long","method":"tools/call","params":{{"name":"long","_meta":{{"{LEVEL}":"info"}}}}}}
+        1> {{"jsonrpc":"2.0","id":"t","method":"tools/list","params":{{}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"info","data":"one"}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"debug","data":"quiet"}}}}
+        b> {{"jsonrpc":"2.0","id":1,"result":{{"content":[]}}}}
+        b> {{"jsonrpc":"2.0","method":"notifications/message","params":{{"level":"error","data":"after"}}}}
+        "#
+        ),
+        r#"
+        attach 1
+        1> {"jsonrpc":"2.0","id":"long","method":"tools/call","params":{"name":"long","_meta":{"io.modelcontextprotocol/logLevel":"info"}}}
+          b< {"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"long","_meta":{"io.modelcontextprotocol/logLevel":"info"}}}
+        1> {"jsonrpc":"2.0","id":"t","method":"tools/list","params":{}}
+          b< {"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"one"}}
+          1< {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"one"}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"debug","data":"quiet"}}
+        b> {"jsonrpc":"2.0","id":1,"result":{"content":[]}}
+          1< {"jsonrpc":"2.0","id":"long","result":{"content":[]}}
+        b> {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"error","data":"after"}}
         "#,
     );
 }
