@@ -476,7 +476,8 @@ fn documented_difference(
     // (the everything server before 2026 asks for one on every first `resources/subscribe`, and
     // through shoal only a URI's first subscribe reaches it) goes to one capable session with a
     // request in flight, which need not be the one that caused it.
-    if path == "/server requests/sampling/createMessage" {
+    // (On a stateless backend a question reaches the client whose request it is about alone.)
+    if path == "/server requests/sampling/createMessage" && !stateless {
         return Some("sampling routed to one busy session");
     }
     None
