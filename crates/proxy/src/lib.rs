@@ -226,10 +226,11 @@ fn log_tail_text(tail: &[String]) -> String {
 
 /// Run the proxy until stdin closes, the host goes away, or SIGTERM; see the crate docs.
 ///
-/// `watch` is the watchdog `main` armed first thing. Nothing is read from stdin before a daemon
+/// `watch` is the watchdog `main` armed first thing (kept for the process's life, as the
+/// signal-watching task holds it). Nothing is read from stdin before a daemon
 /// answered, so on [`Error::Start`] the caller may still [`exec_directly`] the server with the
 /// host's stdio intact.
-pub fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outcome, Error> {
+pub fn run(config: ProxyConfig, watch: &'static ParentWatch) -> Result<Outcome, Error> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

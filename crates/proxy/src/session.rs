@@ -84,7 +84,10 @@ enum Stop {
 type Reconnect = Pin<Box<dyn Future<Output = Result<Connection, StartError>>>>;
 
 /// Find or start the daemon, then serve until an exit; see the module docs.
-pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outcome, Error> {
+pub(crate) async fn run(
+    config: ProxyConfig,
+    watch: &'static ParentWatch,
+) -> Result<Outcome, Error> {
     let sigterm = signal(SignalKind::terminate()).map_err(Error::Runtime)?;
     // SIGTERM is handled now, and the host's death is watched by `parent_gone` below: from here
     // on a SIGTERM always means "stop" (see `ParentWatch::disarm_death_signal`).
@@ -115,10 +118,11 @@ pub(crate) async fn run(config: ProxyConfig, watch: &ParentWatch) -> Result<Outc
         loss_backoff: FIRST_LOSS_BACKOFF,
         startup_pages_dropped: false,
     };
-    tokio::select! {
-        outcome = session.serve(first) => outcome,
-        never = watch_for_stops(sigterm, watch, config.tuning.drain, stops) => match never {},
-    }
+    // A task of its own, so that the event loop's wake-ups (every message) do not poll the signal
+    // and pidfd futures too, and theirs (rare) do not poll the loop: in one task, a `select!`
+    // over both polled all of them on every message. It ends with the runtime.
+    tokio::spawn(watch_for_stops(sigterm, watch, config.tuning.drain, stops));
+    session.serve(first).await
 }
 
 /// What to tell the user when the shared server was started from an environment that differs
@@ -135,7 +139,7 @@ fn environment_warning(names: &[String]) -> String {
 /// Turn SIGTERM and the host's death into [`Stop`]s, for as long as the proxy runs.
 async fn watch_for_stops(
     mut sigterm: Signal,
-    watch: &ParentWatch,
+    watch: &'static ParentWatch,
     drain: Duration,
     stops: watch::Sender<Stop>,
 ) -> std::convert::Infallible {
@@ -205,6 +209,9 @@ impl Session {
         let mut reconnect: Option<Reconnect> = None;
         let mut reading = true;
         let mut terminated = false;
+        // One future across the loop's turns: a `changed()` made anew each turn registered and
+        // removed a waiter on the channel for every message.
+        let mut stop_changes = Box::pin(next_stop(self.stop.clone()));
         loop {
             if connection.is_none() && reconnect.is_none() {
                 if self.lost().await.is_err() {
@@ -224,10 +231,8 @@ impl Session {
                 .map(|since| since + self.config.tuning.queue_patience);
             let drain_deadline = self.drain_deadline;
             let step = tokio::select! {
-                changed = self.stop.changed() => {
-                    // The sender lives as long as this loop is polled.
-                    debug_assert!(changed.is_ok());
-                    let stop = *self.stop.borrow_and_update();
+                (stop, receiver) = &mut stop_changes => {
+                    stop_changes = Box::pin(next_stop(receiver));
                     match stop {
                         Stop::Now(outcome) => return Ok(outcome),
                         Stop::Draining { until } => {
@@ -566,6 +571,16 @@ async fn write_daemon(connection: &mut Option<Connection>, line: &Line) {
         tracing::debug!(%error, "writing to the daemon failed");
         *connection = None;
     }
+}
+
+/// The next stop the loop has not seen, and the receiver to wait for the one after.
+async fn next_stop(mut stop: watch::Receiver<Stop>) -> (Stop, watch::Receiver<Stop>) {
+    if stop.changed().await.is_err() {
+        // No sender, no stop to come (`watch_for_stops` never returns, so only at shutdown).
+        return pending().await;
+    }
+    let seen = *stop.borrow_and_update();
+    (seen, stop)
 }
 
 /// The daemon's next line; never resolves without a connection.
