@@ -35,7 +35,7 @@
 //! `spawn.lock`, which the exiting daemon releases only after its socket and `daemon.lock` are
 //! gone: so that proxy starts a new daemon, and is served.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +53,7 @@ use crate::backend::{
 };
 use crate::config::{ExitReason, Tuning};
 use crate::outbox::{Outbox, PushError, Room};
+use crate::own_keys::OwnKeyMap;
 use crate::ownership::Ownership;
 use crate::reaper::Reaper;
 use crate::router::{ClientId, Outputs, Router, Signal};
@@ -146,7 +147,7 @@ pub(crate) struct Hub {
     router: Router,
     /// The backend process: running, stopping, due to restart, crash history.
     backend: Lifecycle<Event>,
-    sessions: HashMap<ClientId, Session>,
+    sessions: OwnKeyMap<ClientId, Session>,
     idle: IdleExit,
     /// `None` once released at exit.
     ownership: Option<Ownership>,
@@ -244,7 +245,7 @@ impl Hub {
             router,
             backend,
             backend_room: setup.backend_room,
-            sessions: HashMap::new(),
+            sessions: OwnKeyMap::default(),
             churned: false,
             env_differs: BTreeSet::new(),
             idle: IdleExit {

@@ -18,6 +18,7 @@ mod limits;
 mod logfile;
 mod memory;
 mod outbox;
+mod own_keys;
 mod ownership;
 mod reaper;
 mod router;

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use shoal_wire::Id;
 
 use super::ClientId;
+use crate::own_keys::OwnKeyMap;
 
 /// A request out at a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +36,7 @@ pub(super) enum Reply {
 #[derive(Debug, Default)]
 pub(super) struct AskedTable {
     /// Number → (client, where its answer goes).
-    by_number: HashMap<u64, (ClientId, Reply)>,
+    by_number: OwnKeyMap<u64, (ClientId, Reply)>,
     /// Backend id → number.
     by_backend: HashMap<Id, u64>,
 }

@@ -7,12 +7,13 @@ use bytes::BytesMut;
 use shoal_wire::{Id, Line};
 
 use crate::outbox::Outgoing;
+use crate::own_keys::OwnKeyMap;
 
 /// The open batches of one client.
 #[derive(Debug, Default)]
 pub(super) struct Batches {
     next: u64,
-    open: HashMap<u64, Batch>,
+    open: OwnKeyMap<u64, Batch>,
     /// Request id → the batches it came in, oldest first: a client may reuse an id within a
     /// batch or across batches, and each of those requests still gets its own answer.
     members: HashMap<Id, Vec<u64>>,

@@ -15,7 +15,6 @@
 //! [`MAX_TASKS`] are kept; finished ones go when their `ttl` runs out, or first when room is
 //! needed.
 
-use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value, json};
@@ -25,6 +24,7 @@ use super::asked::Reply;
 use super::dispatch::{ClientId, Outputs, Router, cancellation};
 use super::server_requests::Need;
 use super::stateless::{RawObject, raw};
+use crate::own_keys::OwnKeyMap;
 
 /// Tasks kept at once, running or finished.
 const MAX_TASKS: usize = 256;
@@ -34,7 +34,7 @@ const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
 #[derive(Debug, Default)]
 pub(super) struct ClientTasks {
-    tasks: HashMap<u64, Task>,
+    tasks: OwnKeyMap<u64, Task>,
 }
 
 #[derive(Debug)]

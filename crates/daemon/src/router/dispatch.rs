@@ -6,7 +6,6 @@
 //! request may go unanswered. A client's request id is rewritten to a daemon-unique backend id in
 //! exactly one place, [`Router::forward`], and restored in exactly one, [`Router::backend_answer`].
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -31,6 +30,7 @@ use super::stateless::{BackendEra, ClientEra};
 use super::subscriptions::{self, Subscriptions};
 use super::tasks::{self, Tasks};
 use crate::outbox::Outgoing;
+use crate::own_keys::OwnKeyMap;
 
 /// Identifies one client session for the life of the daemon.
 pub(crate) type ClientId = u64;
@@ -69,7 +69,7 @@ pub(crate) struct Router {
     pub(super) era: BackendEra,
     /// Translated clients' requests waiting on their answers to a stateless server's questions.
     pub(super) rounds: Rounds,
-    pub(super) clients: HashMap<ClientId, ClientState>,
+    pub(super) clients: OwnKeyMap<ClientId, ClientState>,
     pub(super) in_flight: InFlightTable,
     pub(super) asked: AskedTable,
     /// What the ids of requests routed to clients start with: unique to this daemon process
@@ -138,7 +138,7 @@ impl Router {
             phase: Phase::Waiting,
             era: BackendEra::Unprobed,
             rounds: Rounds::default(),
-            clients: HashMap::new(),
+            clients: OwnKeyMap::default(),
             in_flight: InFlightTable::default(),
             asked: AskedTable::default(),
             asked_prefix: format!("shoal-{instance}-"),

@@ -15,6 +15,7 @@ use shoal_wire::Id;
 use super::ClientId;
 use super::lists::ListKind;
 use super::subscriptions::Stream;
+use crate::own_keys::OwnKeyMap;
 
 /// A request at the backend.
 #[derive(Debug)]
@@ -92,9 +93,9 @@ pub(super) enum Released {
 
 #[derive(Debug, Default)]
 pub(super) struct InFlightTable {
-    by_backend: HashMap<u64, InFlight>,
+    by_backend: OwnKeyMap<u64, InFlight>,
     /// Each client's requests: its id → the backend id.
-    by_client: HashMap<ClientId, HashMap<Id, u64>>,
+    by_client: OwnKeyMap<ClientId, HashMap<Id, u64>>,
 }
 
 impl InFlightTable {

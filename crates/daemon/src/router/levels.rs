@@ -1,13 +1,12 @@
 //! Log levels: one per client, the backend at the most verbose any client asked for, and every
 //! `notifications/message` filtered per client.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 use shoal_ipc::session::{self, LogLevel as Level};
 use shoal_wire::{Envelope, ErrorCode, Id, error_response};
 
 use super::dispatch::{ClientId, Outputs, Router};
+use crate::own_keys::OwnKeyMap;
 
 /// Per-client levels and the level the backend was last set to.
 ///
@@ -19,7 +18,7 @@ use super::dispatch::{ClientId, Outputs, Router};
 #[derive(Debug, Default)]
 pub(crate) struct Levels {
     /// Clients that receive broadcasts: their level, `None` if they never set one.
-    clients: HashMap<ClientId, Option<Level>>,
+    clients: OwnKeyMap<ClientId, Option<Level>>,
     /// `None` until a client sets a level: the backend is at its own default.
     backend: Option<Level>,
 }

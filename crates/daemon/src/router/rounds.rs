@@ -10,7 +10,7 @@
 //! server asked too often, the backend went). A question's answer is taken only from the
 //! client it was asked of.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, request_value};
@@ -18,6 +18,7 @@ use shoal_wire::{Envelope, ErrorCode, Field, Id, error_response, request_value};
 use super::dispatch::{ClientId, Outputs, Router, cancellation};
 use super::in_flight::Retry;
 use super::stateless::{RawObject, raw};
+use crate::own_keys::OwnKeyMap;
 
 /// What an `InputRequiredResult` may ask: the server-to-client requests of the handshake era.
 const ASKABLE: [&str; 3] = ["sampling/createMessage", "elicitation/create", "roots/list"];
@@ -42,8 +43,8 @@ struct Round {
 #[derive(Debug, Default)]
 pub(super) struct Rounds {
     /// Question number → the round it belongs to (the round's first question number).
-    by_question: HashMap<u64, u64>,
-    rounds: HashMap<u64, Round>,
+    by_question: OwnKeyMap<u64, u64>,
+    rounds: OwnKeyMap<u64, Round>,
 }
 
 impl Rounds {

@@ -16,7 +16,7 @@
 //! Invariant: a URI has at most one stream of the daemon's at the backend, and it is open exactly
 //! while some client subscribes to the URI (or a first subscribe is being answered).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
@@ -27,6 +27,7 @@ use super::dispatch::{ClientId, Outputs, Router, cancellation};
 use super::in_flight::{DaemonCall, Hook};
 use super::lists::ListKind;
 use super::stateless::ClientEra;
+use crate::own_keys::OwnKeySet;
 
 const SUBSCRIPTION_ID_KEY: &str = "io.modelcontextprotocol/subscriptionId";
 
@@ -55,7 +56,7 @@ pub(super) enum Stream {
 #[derive(Debug, Default)]
 struct Subscription {
     /// Clients that want updates (including those whose subscribe is still being answered).
-    subscribers: HashSet<ClientId>,
+    subscribers: OwnKeySet<ClientId>,
     /// `Some` while the backend has not answered the first subscribe: the later subscribers'
     /// requests (on a 2026-07-28 backend, the first one's too), answered with its outcome.
     waiting: Option<Vec<(ClientId, Id)>>,
@@ -138,7 +139,7 @@ impl Router {
                 self.subscriptions.uris.insert(
                     uri.clone(),
                     Subscription {
-                        subscribers: HashSet::from([client]),
+                        subscribers: OwnKeySet::from_iter([client]),
                         waiting: Some(Vec::new()),
                         stream: None,
                         reopened: 0,
@@ -186,7 +187,7 @@ impl Router {
         self.subscriptions.uris.insert(
             uri,
             Subscription {
-                subscribers: HashSet::from([client]),
+                subscribers: OwnKeySet::from_iter([client]),
                 waiting: Some(vec![(client, id)]),
                 stream: Some(stream),
                 reopened: 0,

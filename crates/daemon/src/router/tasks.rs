@@ -21,6 +21,7 @@ use shoal_wire::{Envelope, ErrorCode, Id, Line, error_response, response_value};
 
 use super::dispatch::ClientId;
 use crate::outbox::Outgoing;
+use crate::own_keys::OwnKeyMap;
 
 /// The `_meta` key that ties a message to a task.
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
@@ -40,7 +41,7 @@ pub(super) struct Tasks {
     owners: HashMap<String, Option<ClientId>>,
     /// Progress tokens of running tasks, by the backend's token (the creating request's
     /// backend id).
-    progress: HashMap<u64, TaskProgress>,
+    progress: OwnKeyMap<u64, TaskProgress>,
     /// Status notifications about tasks with no known owner yet, oldest first.
     held: VecDeque<Held>,
 }
