@@ -23,6 +23,7 @@
 //! left to take the answers, and a late answer to one is dropped here rather than passed to the
 //! next daemon, which never asked it.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use shoal_ipc::session::{LogLevel, StateChange};
@@ -195,10 +196,13 @@ impl Ledger {
     }
 
     fn answered(&mut self, id: &Id) {
-        if let Some(count) = self.in_flight.get_mut(id) {
-            *count -= 1;
-            if *count == 0 {
-                self.in_flight.remove(id);
+        // One lookup (an `Id` clone is a copy of at most a few dozen bytes): hashing the id is a
+        // good part of what the ledger costs per message.
+        if let Entry::Occupied(mut entry) = self.in_flight.entry(id.clone()) {
+            if *entry.get() > 1 {
+                *entry.get_mut() -= 1;
+            } else {
+                entry.remove();
             }
         }
     }
