@@ -119,6 +119,11 @@ impl Room {
 
     /// Wait until fewer than the soft limit are queued.
     pub(crate) async fn wait(&self) {
+        // Most of the time there is room: answer without registering a waiter (which takes the
+        // `Notify`'s lock twice, about 500 instructions per line read, callgrind).
+        if self.queued() < self.soft_limit {
+            return;
+        }
         loop {
             let made = self.made.notified();
             tokio::pin!(made);
