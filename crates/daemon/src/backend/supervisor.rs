@@ -9,8 +9,10 @@
 //! written just before a crash still reaches its client instead of being failed as lost.
 
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::os::fd::AsFd as _;
+use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,17 +96,15 @@ impl Backend {
         let pid = process.pid();
         let (stdin_outbox, stdin_receiver) = outbox_in(Arc::clone(stdin_room));
         let (stdin_failed_sender, stdin_failed) = oneshot::channel();
+        let mut stdin_closed: StdinClosed = Box::pin(std::future::pending());
         if let Some(stdin) = process.take_stdin() {
             // A server that closes its stdin while nothing is being written to it would hold
-            // what was already written (its pipe buffer) forever: the close is watched too.
-            let closed = reader_gone(&stdin);
+            // what was already written (its pipe buffer) forever: the close is watched too, by
+            // the watcher (a branch beside the writes here would be polled for every message).
+            stdin_closed = Box::pin(reader_gone(&stdin));
             tokio::spawn(async move {
                 // No stall bound: a busy server may leave its stdin unread for as long as it likes.
-                let failed = tokio::select! {
-                    written = stdin_receiver.write_all_to(stdin, None) => written.is_err(),
-                    () = closed => true,
-                };
-                if failed {
+                if stdin_receiver.write_all_to(stdin, None).await.is_err() {
                     let _ = stdin_failed_sender.send(());
                 }
             });
@@ -125,6 +125,7 @@ impl Backend {
                 stop_requested,
                 reader_done,
                 stdin_failed,
+                stdin_closed,
             },
             events,
         ));
@@ -220,7 +221,11 @@ struct Signals {
     reader_done: oneshot::Receiver<()>,
     /// A write to the process's stdin failed.
     stdin_failed: oneshot::Receiver<()>,
+    /// The process closed its stdin (see [`reader_gone`]).
+    stdin_closed: StdinClosed,
 }
+
+type StdinClosed = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// How the watcher's wait ended.
 enum Ended {
@@ -252,6 +257,7 @@ async fn watch<E: From<BackendEvent>>(
             Ended::PipeClosed("closed its stdout")
         }
         Ok(()) = &mut signals.stdin_failed => Ended::PipeClosed("stopped reading its stdin"),
+        () = &mut signals.stdin_closed => Ended::PipeClosed("stopped reading its stdin"),
     };
     let ended = match ended {
         Ended::PipeClosed(what) => {
