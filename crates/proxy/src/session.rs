@@ -19,15 +19,16 @@
 //! Exits: stdin EOF (or SIGTERM) → stop reading, wait for owed answers up to `drain`, exit 0;
 //! host gone (watchdog, or a broken stdout) → exit 0 at once.
 //!
-//! Signals and the host's death are watched by their own future ([`watch_for_stops`]), polled
-//! beside the event loop and published on a `watch` channel, so that they are seen even while the
-//! loop waits on a write to a host that stopped reading: such a write gives up at the drain
+//! Signals and the host's death are watched by a task of their own ([`watch_for_stops`]), which
+//! publishes each [`Stop`] to the event loop and as the current state on a `watch` channel ([`Stops`]),
+//! so that they are seen even while the loop waits on a write to a host that stopped reading: such a write gives up at the drain
 //! bound after a SIGTERM, and at once on a second SIGTERM or the host's death.
 
 use std::collections::VecDeque;
 use std::future::{Future, pending};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use shoal_wire::{
@@ -101,7 +102,8 @@ pub(crate) async fn run(
     if !first.env_differs.is_empty() {
         tracing::warn!("{}", environment_warning(&first.env_differs));
     }
-    let (stops, stop) = watch::channel(Stop::Running);
+    let (state, stop) = watch::channel(Stop::Running);
+    let events = Arc::new(StopEvents::default());
     let mut session = Session {
         stop_for_writes: stop.clone(),
         stop,
@@ -121,8 +123,85 @@ pub(crate) async fn run(
     // A task of its own, so that the event loop's wake-ups (every message) do not poll the signal
     // and pidfd futures too, and theirs (rare) do not poll the loop: in one task, a `select!`
     // over both polled all of them on every message. It ends with the runtime.
+    let stops = Stops {
+        state,
+        events: Arc::clone(&events),
+    };
     tokio::spawn(watch_for_stops(sigterm, watch, config.tuning.drain, stops));
-    session.serve(first).await
+    session.serve(first, &events).await
+}
+
+/// Where [`watch_for_stops`] publishes: the current [`Stop`] for whoever asks (a write to the
+/// host racing it), and each change as an event for the event loop ([`StopEvents`]).
+struct Stops {
+    state: watch::Sender<Stop>,
+    events: Arc<StopEvents>,
+}
+
+impl Stops {
+    fn current(&self) -> Stop {
+        *self.state.borrow()
+    }
+
+    fn publish(&self, stop: Stop) {
+        self.state.send_replace(stop);
+        self.events.send(stop);
+    }
+}
+
+/// The stops the event loop has not seen yet, oldest first, and the loop's waker.
+///
+/// The loop polls this wait on every turn (that is, for every message), and almost always finds
+/// nothing: here that costs an uncontended lock and a `will_wake`, where a pending `watch`
+/// change takes its `Notify`'s lock and a pending `mpsc` receive tries its queue twice (each
+/// about 700 instructions per echo, callgrind). At most a few stops are ever queued:
+/// `watch_for_stops` publishes nothing after a `Stop::Now`.
+#[derive(Default)]
+struct StopEvents {
+    inner: std::sync::Mutex<StopInbox>,
+}
+
+#[derive(Default)]
+struct StopInbox {
+    queue: VecDeque<Stop>,
+    waker: Option<Waker>,
+}
+
+impl StopEvents {
+    fn inbox(&self) -> std::sync::MutexGuard<'_, StopInbox> {
+        // Nothing panics while holding it; a poisoned inbox is still a consistent queue.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send(&self, stop: Stop) {
+        let waker = {
+            let mut inbox = self.inbox();
+            inbox.queue.push_back(stop);
+            inbox.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Stop> {
+        let mut inbox = self.inbox();
+        if let Some(stop) = inbox.queue.pop_front() {
+            return Poll::Ready(stop);
+        }
+        if !inbox
+            .waker
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            inbox.waker = Some(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    async fn next(&self) -> Stop {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
 }
 
 /// What to tell the user when the shared server was started from an environment that differs
@@ -141,7 +220,7 @@ async fn watch_for_stops(
     mut sigterm: Signal,
     watch: &'static ParentWatch,
     drain: Duration,
-    stops: watch::Sender<Stop>,
+    stops: Stops,
 ) -> std::convert::Infallible {
     let parent_gone = watch.parent_gone();
     tokio::pin!(parent_gone);
@@ -150,7 +229,7 @@ async fn watch_for_stops(
         tokio::select! {
             gone = &mut parent_gone => {
                 tracing::info!(?gone, "the host is gone; exiting");
-                stops.send_replace(Stop::Now(Outcome::HostGone));
+                stops.publish(Stop::Now(Outcome::HostGone));
                 // Nothing later can change that; the event loop ends on it.
                 return pending().await;
             }
@@ -163,15 +242,15 @@ async fn watch_for_stops(
                 let next = if watch.parent_is_gone() {
                     tracing::info!("SIGTERM: the host is gone; exiting");
                     Stop::Now(Outcome::HostGone)
-                } else if *stops.borrow() == Stop::Running {
+                } else if stops.current() == Stop::Running {
                     tracing::info!("SIGTERM: finishing the requests in flight, then exiting");
                     Stop::Draining { until: Instant::now() + drain }
                 } else {
                     tracing::info!("second SIGTERM: exiting without waiting for answers");
                     Stop::Now(Outcome::Terminated)
                 };
-                if !matches!(*stops.borrow(), Stop::Now(_)) {
-                    stops.send_replace(next);
+                if !matches!(stops.current(), Stop::Now(_)) {
+                    stops.publish(next);
                 }
             }
         }
@@ -203,15 +282,16 @@ struct Session {
 }
 
 impl Session {
-    async fn serve(&mut self, first: Connection) -> Result<Outcome, Error> {
+    async fn serve(
+        &mut self,
+        first: Connection,
+        stop_events: &StopEvents,
+    ) -> Result<Outcome, Error> {
         let mut stdin = FramedRead::new(HostInput::open(), LineCodec::new());
         let mut connection = Some(first);
         let mut reconnect: Option<Reconnect> = None;
         let mut reading = true;
         let mut terminated = false;
-        // One future across the loop's turns: a `changed()` made anew each turn registered and
-        // removed a waiter on the channel for every message.
-        let mut stop_changes = Box::pin(next_stop(self.stop.clone()));
         loop {
             if connection.is_none() && reconnect.is_none() {
                 if self.lost().await.is_err() {
@@ -231,8 +311,7 @@ impl Session {
                 .map(|since| since + self.config.tuning.queue_patience);
             let drain_deadline = self.drain_deadline;
             let step = tokio::select! {
-                (stop, receiver) = &mut stop_changes => {
-                    stop_changes = Box::pin(next_stop(receiver));
+                stop = stop_events.next() => {
                     match stop {
                         Stop::Now(outcome) => return Ok(outcome),
                         Stop::Draining { until } => {
@@ -573,16 +652,6 @@ async fn write_daemon(connection: &mut Option<Connection>, line: &Line) {
     }
 }
 
-/// The next stop the loop has not seen, and the receiver to wait for the one after.
-async fn next_stop(mut stop: watch::Receiver<Stop>) -> (Stop, watch::Receiver<Stop>) {
-    if stop.changed().await.is_err() {
-        // No sender, no stop to come (`watch_for_stops` never returns, so only at shutdown).
-        return pending().await;
-    }
-    let seen = *stop.borrow_and_update();
-    (seen, stop)
-}
-
 /// The daemon's next line; never resolves without a connection.
 async fn daemon_line(
     connection: Option<&mut Connection>,
@@ -605,5 +674,30 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stop_events_arrive_in_order_and_wake_a_waiting_loop() {
+        let events = Arc::new(StopEvents::default());
+        events.send(Stop::Draining {
+            until: Instant::now(),
+        });
+        assert!(matches!(events.next().await, Stop::Draining { .. }));
+        // Nothing queued: the waiter parks until a stop is sent, then is woken with it.
+        let waiter = tokio::spawn({
+            let events = Arc::clone(&events);
+            async move { events.next().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "nothing was sent: the waiter waits");
+        events.send(Stop::Now(Outcome::Terminated));
+        events.send(Stop::Now(Outcome::HostGone));
+        assert_eq!(waiter.await.unwrap(), Stop::Now(Outcome::Terminated));
+        assert_eq!(events.next().await, Stop::Now(Outcome::HostGone));
     }
 }
