@@ -155,7 +155,9 @@ impl Ledger {
     /// A message from the daemon. Returns false if it must not reach the host (the answer to a
     /// replayed request).
     pub(crate) fn received(&mut self, message: &Envelope) -> bool {
-        if matches!(message.kind(), Kind::Response | Kind::ErrorResponse)
+        // `is_empty` first: a removal hashes the id even from an empty set, and replays are rare.
+        if !self.replay_pending.is_empty()
+            && matches!(message.kind(), Kind::Response | Kind::ErrorResponse)
             && let Some(id) = message.id()
             && self.replay_pending.remove(&id)
         {
