@@ -259,6 +259,9 @@ async fn watch<E: From<BackendEvent>>(
         Ok(()) = &mut signals.stdin_failed => Ended::PipeClosed("stopped reading its stdin"),
         () = &mut signals.stdin_closed => Ended::PipeClosed("stopped reading its stdin"),
     };
+    // It holds a duplicate of the stdin pipe's write end: kept, the server would never see EOF
+    // once the writer closed its end, and every stop would wait out its grace for a SIGTERM.
+    drop(signals.stdin_closed);
     let ended = match ended {
         Ended::PipeClosed(what) => {
             match tokio::time::timeout(HALF_CLOSED_GRACE, process.wait()).await {
@@ -300,4 +303,62 @@ async fn watch<E: From<BackendEvent>>(
         }
     };
     let _ = events.send(event.into()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    /// A server that exits on EOF is stopped by the close of its stdin alone, with no signal:
+    /// nothing the backend's tasks keep (the close watch's duplicate of the pipe among them)
+    /// holds its stdin open.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_server_that_exits_on_eof_is_stopped_without_a_signal() {
+        let dir = crate::scratch::ScratchDir::new("shoal-daemon", "supervisor-eof");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = Arc::new(File::create(dir.join("daemon.log")).unwrap());
+        let command = BackendCommand {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo ready; cat >/dev/null".into(),
+            ],
+            cwd: dir.to_path_buf(),
+            env: vec![],
+        };
+        // Generous enough not to matter on a loaded machine, far beyond what an EOF exit takes.
+        let timeouts = StopTimeouts {
+            after_stdin_close: Duration::from_secs(5),
+            after_sigterm: Duration::from_secs(5),
+            after_sigkill: Duration::from_secs(5),
+        };
+        let (events, mut received) = mpsc::channel::<BackendEvent>(16);
+        let backend = Backend::start(&command, &log, 1, timeouts, &Room::new(1 << 20), events)
+            .expect("sh starts");
+        let first = tokio::time::timeout(DEADLINE, received.recv())
+            .await
+            .expect("timed out waiting for the server's first line");
+        assert!(
+            matches!(first, Some(BackendEvent::Line { line: Ok(_), .. })),
+            "{first:?}"
+        );
+        let _watcher = backend.stop();
+        let stopped = tokio::time::timeout(DEADLINE, received.recv())
+            .await
+            .expect("timed out waiting for the stop");
+        assert!(
+            matches!(
+                stopped,
+                Some(BackendEvent::Stopped {
+                    outcome: StopOutcome::ExitedOnEof,
+                    ..
+                })
+            ),
+            "{stopped:?}"
+        );
+    }
 }
