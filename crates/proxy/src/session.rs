@@ -258,7 +258,7 @@ async fn watch_for_stops(
 }
 
 struct Session {
-    /// Stops, as the event loop sees them.
+    /// The current stop, read when the loop ends (the loop itself waits on [`StopEvents`]).
     stop: watch::Receiver<Stop>,
     /// The same, as a blocked host write sees them (each receiver marks changes seen on its own).
     stop_for_writes: watch::Receiver<Stop>,
@@ -628,7 +628,25 @@ impl Session {
                     });
                 }
                 changed = self.stop_for_writes.changed() => {
-                    debug_assert!(changed.is_ok());
+                    if changed.is_err() {
+                        // The watcher is gone (it never returns; a panic would end it): no stop
+                        // can come any more, so wait for the write or the drain bound alone
+                        // rather than waking at once on every turn.
+                        return tokio::select! {
+                            biased;
+                            written = &mut write => written.map_err(|error| {
+                                tracing::info!(%error, "cannot write to the host; it is gone");
+                                HostGone
+                            }),
+                            () = sleep_until(give_up_at) => {
+                                tracing::info!(
+                                    "the host has not read its output within the drain bound; \
+                                     exiting"
+                                );
+                                Err(HostGone)
+                            }
+                        };
+                    }
                 }
                 () = sleep_until(give_up_at) => {
                     tracing::info!(
