@@ -20,9 +20,10 @@
 //! host gone (watchdog, or a broken stdout) → exit 0 at once.
 //!
 //! Signals and the host's death are watched by a task of their own ([`watch_for_stops`]), which
-//! publishes each [`Stop`] to the event loop and as the current state on a `watch` channel ([`Stops`]),
-//! so that they are seen even while the loop waits on a write to a host that stopped reading: such a write gives up at the drain
-//! bound after a SIGTERM, and at once on a second SIGTERM or the host's death.
+//! publishes each [`Stop`] to the event loop and as the current state on a `watch` channel
+//! ([`Stops`]), so that they are seen even while the loop waits on a write to a host that stopped
+//! reading: such a write gives up at the drain bound after a SIGTERM, and at once on a second
+//! SIGTERM or the host's death.
 
 use std::collections::VecDeque;
 use std::future::{Future, pending};
@@ -105,7 +106,6 @@ pub(crate) async fn run(
     let (state, stop) = watch::channel(Stop::Running);
     let events = Arc::new(StopEvents::default());
     let mut session = Session {
-        stop_for_writes: stop.clone(),
         stop,
         drain_deadline: None,
         config: Arc::clone(&config),
@@ -258,10 +258,9 @@ async fn watch_for_stops(
 }
 
 struct Session {
-    /// The current stop, read when the loop ends (the loop itself waits on [`StopEvents`]).
+    /// The current stop, for a blocked host write to race and for the loop's outcome (the loop
+    /// itself waits on [`StopEvents`]).
     stop: watch::Receiver<Stop>,
-    /// The same, as a blocked host write sees them (each receiver marks changes seen on its own).
-    stop_for_writes: watch::Receiver<Stop>,
     /// When the proxy stops waiting for owed answers (after stdin EOF or SIGTERM).
     drain_deadline: Option<Instant>,
     config: Arc<ProxyConfig>,
@@ -610,8 +609,11 @@ impl Session {
     async fn write_host(&mut self, line: &Line) -> Result<(), HostGone> {
         let write = write_line(&mut self.stdout, line);
         tokio::pin!(write);
+        // False once the watcher is gone (it never returns; only a panic would end it): no stop
+        // can come any more, and a closed channel's `changed()` is ready at once, every turn.
+        let mut watching = true;
         loop {
-            let give_up_at = match *self.stop_for_writes.borrow_and_update() {
+            let give_up_at = match *self.stop.borrow_and_update() {
                 Stop::Now(_) => return Err(HostGone),
                 Stop::Draining { until } => Some(
                     self.drain_deadline
@@ -627,27 +629,7 @@ impl Session {
                         HostGone
                     });
                 }
-                changed = self.stop_for_writes.changed() => {
-                    if changed.is_err() {
-                        // The watcher is gone (it never returns; a panic would end it): no stop
-                        // can come any more, so wait for the write or the drain bound alone
-                        // rather than waking at once on every turn.
-                        return tokio::select! {
-                            biased;
-                            written = &mut write => written.map_err(|error| {
-                                tracing::info!(%error, "cannot write to the host; it is gone");
-                                HostGone
-                            }),
-                            () = sleep_until(give_up_at) => {
-                                tracing::info!(
-                                    "the host has not read its output within the drain bound; \
-                                     exiting"
-                                );
-                                Err(HostGone)
-                            }
-                        };
-                    }
-                }
+                changed = self.stop.changed(), if watching => watching = changed.is_ok(),
                 () = sleep_until(give_up_at) => {
                     tracing::info!(
                         "the host has not read its output within the drain bound; exiting"
@@ -699,23 +681,30 @@ async fn sleep_until(deadline: Option<Instant>) {
 mod tests {
     use super::*;
 
+    const DEADLINE: Duration = Duration::from_secs(10);
+
     #[tokio::test]
     async fn stop_events_arrive_in_order_and_wake_a_waiting_loop() {
         let events = Arc::new(StopEvents::default());
+        let next = |events: Arc<StopEvents>| async move {
+            tokio::time::timeout(DEADLINE, events.next())
+                .await
+                .expect("a sent stop is received")
+        };
         events.send(Stop::Draining {
             until: Instant::now(),
         });
-        assert!(matches!(events.next().await, Stop::Draining { .. }));
+        assert!(matches!(
+            next(Arc::clone(&events)).await,
+            Stop::Draining { .. }
+        ));
         // Nothing queued: the waiter parks until a stop is sent, then is woken with it.
-        let waiter = tokio::spawn({
-            let events = Arc::clone(&events);
-            async move { events.next().await }
-        });
+        let waiter = tokio::spawn(next(Arc::clone(&events)));
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "nothing was sent: the waiter waits");
         events.send(Stop::Now(Outcome::Terminated));
         events.send(Stop::Now(Outcome::HostGone));
         assert_eq!(waiter.await.unwrap(), Stop::Now(Outcome::Terminated));
-        assert_eq!(events.next().await, Stop::Now(Outcome::HostGone));
+        assert_eq!(next(events).await, Stop::Now(Outcome::HostGone));
     }
 }
