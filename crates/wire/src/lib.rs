@@ -59,6 +59,7 @@ mod id;
 mod line;
 mod readiness;
 mod scan;
+mod words;
 
 pub use build::{
     ErrorCode, error_response, notification, notification_value, request, request_value, response,

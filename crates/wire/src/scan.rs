@@ -13,6 +13,8 @@
 //! checks the same grammar except inside strings, where only `"` and `\` are looked at; the strings
 //! routing reads (ids, tokens, `method`, `uri`, `jsonrpc`) are always fully checked.
 
+use crate::words;
+
 /// A byte range in the scanned line; for a string value it includes the quotes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Span {
@@ -718,51 +720,25 @@ enum Found {
     NotIn(usize),
 }
 
-/// The first `"` or `\` (and with `CONTROL`, control character) among the first `limit`
+/// The first `"` or `\\` (and with `CONTROL`, control character) among the first `limit`
 /// bytes of `bytes` (at least; rounded up to a multiple of 8), looked at eight bytes at a time
-/// in a `u64`. No vector instructions, no set-up: the cheapest search for a few dozen bytes.
+/// ([`words`]). No vector instructions, no set-up: the cheapest search for a few dozen bytes.
 fn find_in_words<const CONTROL: bool>(bytes: &[u8], limit: usize) -> Found {
     let mut at = 0;
     while at < bytes.len().min(limit) {
-        let rest = &bytes[at..];
-        let word = match rest.first_chunk::<8>() {
-            Some(eight) => u64::from_le_bytes(*eight),
-            None => {
-                // Fewer than 8 bytes left: pad with a byte no search looks for. The padding
-                // comes after every real byte, so it cannot hide or fake the first match.
-                let mut padded = [b'a'; 8];
-                padded[..rest.len()].copy_from_slice(rest);
-                u64::from_le_bytes(padded)
-            }
-        };
-        let mut found = has_byte(word, b'"') | has_byte(word, b'\\');
+        // Padding with a byte no search looks for: it comes after every real byte, so it can
+        // neither hide nor fake the first match.
+        let word = words::padded_word_at(bytes, at, b'a');
+        let mut found = words::equal(word, b'"') | words::equal(word, b'\\');
         if CONTROL {
-            found |= has_byte_below(word, 0x20);
+            found |= words::below(word, 0x20);
         }
         if found != 0 {
-            // Little-endian: the first byte is the lowest, and the lowest flag is exact.
-            return Found::At(at + found.trailing_zeros() as usize / 8);
+            return Found::At(at + words::first(found));
         }
         at += 8;
     }
     Found::NotIn(at.min(bytes.len()))
-}
-
-/// `0x01` in every byte of a word.
-const ONES: u64 = u64::from_le_bytes([0x01; 8]);
-
-/// Flags (high bit of the byte set) the bytes of `word` below `limit`, which must be at most
-/// `0x80`. The lowest flag is exact; a byte above a flagged one may be flagged falsely (the
-/// subtraction borrows into it), which is why callers only ever use the lowest. Below the first
-/// byte under `limit` nothing borrows, and a byte's flag needs its own high bit clear, so no byte
-/// at or above `limit` is flagged there.
-fn has_byte_below(word: u64, limit: u8) -> u64 {
-    word.wrapping_sub(ONES * u64::from(limit)) & !word & (ONES * 0x80)
-}
-
-/// Flags the bytes of `word` equal to `byte` (the lowest flag exact, as in [`has_byte_below`]).
-fn has_byte(word: u64, byte: u8) -> u64 {
-    has_byte_below(word ^ (ONES * u64::from(byte)), 1)
 }
 
 /// Non-short-circuit `|`: branch-free, so the chunk loop vectorises.
