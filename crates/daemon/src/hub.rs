@@ -297,7 +297,10 @@ impl Hub {
         let reason = loop {
             // Exits: a stop signal, a control `stop` (seen after handling its event), the idle
             // exit committing under spawn.lock, or self-fencing. Every other branch changes
-            // state and loops. Timers are optional: `sleep_until_some` never fires for `None`.
+            // state and loops. The timers share one arm, armed for the earliest of them: a
+            // `select!` builds and polls every branch's future on every turn, that is, on every
+            // message, and four timers cost four futures where one does.
+            let timer = self.next_timer();
             tokio::select! {
                 Some(event) = events.recv() => {
                     if let Some(guard) = self.handle(event) {
@@ -312,29 +315,11 @@ impl Hub {
                     }
                 }
                 Ok(name) = &mut stop_signal => break ExitReason::Signal(name),
-                () = sleep_until_some(self.router.deadline().map(tokio::time::Instant::from_std)) => {
-                    let mut out = Outputs::default();
-                    self.router.tick(Instant::now(), &mut out);
-                    self.apply(out);
-                }
-                () = sleep_until_some(self.idle.deadline) => self.idle_timer_fired(),
-                () = sleep_until_some(self.backend.restart_at()) => {
-                    if let Err(error) = self.spawn_backend() {
-                        tracing::error!(%error, "could not restart the MCP server");
+                () = sleep_until_some(timer) => {
+                    // `sleep_until_some` never fires for `None`.
+                    if let Some(at) = timer {
+                        self.timers_due(at);
                     }
-                }
-                () = sleep_until_some(self.backend.init_deadline()) => {
-                    let then = self.backend.init_timed_out();
-                    if let AfterStop::Failed(why) = &then {
-                        // Held requests have waited a whole start-up: answer them now.
-                        let mut out = Outputs::default();
-                        self.router.fail_pending(
-                            &format!("the MCP server did not start: {why}; shoal is restarting it, retry the request"),
-                            &mut out,
-                        );
-                        self.apply(out);
-                    }
-                    self.stop_backend(then);
                 }
             }
         };
@@ -837,6 +822,57 @@ fn spawn_fence_clock(events: mpsc::Sender<Event>, period: Duration) -> JoinHandl
 }
 
 /// Sleep until `deadline`, or forever when there is none.
+impl Hub {
+    /// The earliest of the hub's timers: the router's (`list_changed` windows), the idle exit,
+    /// the backend's restart and its `initialize` deadline.
+    fn next_timer(&self) -> Option<tokio::time::Instant> {
+        [
+            self.router.deadline().map(tokio::time::Instant::from_std),
+            self.idle.deadline,
+            self.backend.restart_at(),
+            self.backend.init_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The timer armed for `at` fired: run every timer due by then, each as its own event would.
+    /// A timer one of them re-arms (a restart arming the `initialize` deadline) is later than
+    /// `at`, so it waits for its own turn.
+    fn timers_due(&mut self, at: tokio::time::Instant) {
+        let due = |deadline: Option<tokio::time::Instant>| {
+            deadline.is_some_and(|deadline| deadline <= at)
+        };
+        if due(self.router.deadline().map(tokio::time::Instant::from_std)) {
+            let mut out = Outputs::default();
+            self.router.tick(Instant::now(), &mut out);
+            self.apply(out);
+        }
+        if due(self.idle.deadline) {
+            self.idle_timer_fired();
+        }
+        if due(self.backend.restart_at())
+            && let Err(error) = self.spawn_backend()
+        {
+            tracing::error!(%error, "could not restart the MCP server");
+        }
+        if due(self.backend.init_deadline()) {
+            let then = self.backend.init_timed_out();
+            if let AfterStop::Failed(why) = &then {
+                // Held requests have waited a whole start-up: answer them now.
+                let mut out = Outputs::default();
+                self.router.fail_pending(
+                    &format!("the MCP server did not start: {why}; shoal is restarting it, retry the request"),
+                    &mut out,
+                );
+                self.apply(out);
+            }
+            self.stop_backend(then);
+        }
+    }
+}
+
 async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
