@@ -72,6 +72,14 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         sigterm_delivers_answers_owed,
     ),
     (
+        "an_answer_owed_past_the_drain_bound_is_an_error_then_exit_0",
+        stdin_eof_past_the_drain_bound,
+    ),
+    (
+        "requests_queued_while_reconnecting_are_answered_after_the_queue_patience",
+        queue_patience_while_reconnecting,
+    ),
+    (
         "host_stdio_on_pipes_a_socket_or_files_is_served_and_its_flags_restored",
         host_stdio_kinds,
     ),
@@ -1344,6 +1352,88 @@ fn stdin_eof_delivers_answers_owed() {
     assert!(response.error().is_none(), "{response:?}");
     let status = session.client.wait_exit(WAIT).unwrap();
     assert_eq!(status.code(), Some(0), "{}", session.stderr());
+}
+
+/// stdin closes while a request runs longer than the drain bound (3 s) → at the bound the proxy
+/// answers it with an error saying why, then exits 0: a host that left is not kept waiting, and
+/// the request is still answered exactly once.
+fn stdin_eof_past_the_drain_bound() {
+    let scratch = Scratch::new("drain");
+    let server = scratch.server(&[]);
+    let mut session = scratch.client("drain", &server);
+    session.initialize();
+    let id = session
+        .client
+        .send_request(
+            "tools/call",
+            json!({"name": "slow", "arguments": {"ms": 60_000, "steps": 1}}),
+        )
+        .unwrap();
+    session.client.close_input();
+    let response = session.client.wait_response(&id, WAIT).unwrap();
+    let error = response
+        .error()
+        .unwrap_or_else(|| panic!("expected an error: {response:?}"));
+    assert!(
+        error.message.contains("exiting (its input was closed)"),
+        "{error:?}"
+    );
+    let status = session.client.wait_exit(WAIT).unwrap();
+    assert_eq!(status.code(), Some(0), "{}", session.stderr());
+}
+
+/// The daemon is lost and no new one can start yet (the test holds `spawn.lock`): a request the
+/// host sends meanwhile waits in the proxy's queue, and at the queue's patience (10 s) it is
+/// answered with an error saying so. Once a daemon can start, the session carries on.
+fn queue_patience_while_reconnecting() {
+    let scratch = Scratch::new("patience");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let mut session = scratch.client("patient", &server);
+    session.initialize();
+    session
+        .client
+        .result("logging/setLevel", json!({"level": "warning"}))
+        .unwrap();
+    session.echo("before");
+    let old = status(&paths.socket).expect("status");
+    let lock = shoal_lockfile::PersistentLock::new(&paths.spawn_lock).unwrap();
+    let held = lock.try_lock().unwrap();
+    shoal_testkit::process::kill(old.pid).unwrap();
+    // The proxy says it lost the daemon once it has answered what was in flight: from here on
+    // it is reconnecting, and host messages queue.
+    let told = session
+        .client
+        .expect_notification("notifications/message", WAIT)
+        .unwrap();
+    assert!(
+        told.to_string().contains("lost the shared MCP server"),
+        "{told}"
+    );
+    let queued = session
+        .client
+        .send_request(
+            "tools/call",
+            json!({"name": "echo", "arguments": {"text": "queued"}}),
+        )
+        .unwrap();
+    let response = session.client.wait_response(&queued, WAIT).unwrap();
+    let error = response
+        .error()
+        .unwrap_or_else(|| panic!("expected an error: {response:?}"));
+    assert!(
+        error
+            .message
+            .contains("could not send this request in time"),
+        "{error:?}"
+    );
+    drop(held);
+    session.echo_after_loss("after");
+    assert_eq!(
+        scratch.spawns(),
+        2,
+        "the first backend and the one after the loss"
+    );
 }
 
 /// SIGTERM while the host lives and a slow request is in flight → the answer is delivered, then

@@ -309,6 +309,9 @@ impl Session {
                 .queued_since
                 .map(|since| since + self.config.tuning.queue_patience);
             let drain_deadline = self.drain_deadline;
+            // One arm for both timers: a `select!` builds and polls every branch's future on
+            // every turn, that is, for every message.
+            let timer = patience.into_iter().chain(drain_deadline).min();
             let step = tokio::select! {
                 stop = stop_events.next() => {
                     match stop {
@@ -360,11 +363,18 @@ impl Session {
                         }
                     }
                 }
-                () = sleep_until(patience) => self.expire_queue().await,
-                () = sleep_until(drain_deadline) => {
-                    tracing::info!("answers still owed after the drain bound; exiting");
-                    let _ = self.answer_all(EXITING_MESSAGE).await;
-                    return Ok(if terminated { Outcome::Terminated } else { Outcome::InputClosed });
+                () = sleep_until(timer) => {
+                    let due = |deadline: Option<Instant>| deadline.is_some_and(|deadline| Some(deadline) <= timer);
+                    if due(drain_deadline) {
+                        tracing::info!("answers still owed after the drain bound; exiting");
+                        let _ = self.answer_all(EXITING_MESSAGE).await;
+                        return Ok(if terminated { Outcome::Terminated } else { Outcome::InputClosed });
+                    }
+                    if due(patience) {
+                        self.expire_queue().await
+                    } else {
+                        Ok(())
+                    }
                 }
             };
             if step.is_err() {
@@ -609,6 +619,15 @@ impl Session {
     async fn write_host(&mut self, line: &Line) -> Result<(), HostGone> {
         let write = write_line(&mut self.stdout, line);
         tokio::pin!(write);
+        // Nearly every line goes out at once: try before building the arms that wait for a stop
+        // or the drain bound (the watch's lock, two futures), which only a blocked write needs.
+        let first = std::future::poll_fn(|context| Poll::Ready(write.as_mut().poll(context))).await;
+        if let Poll::Ready(written) = first {
+            return written.map_err(|error| {
+                tracing::info!(%error, "cannot write to the host; it is gone");
+                HostGone
+            });
+        }
         // False once the watcher is gone (it never returns; only a panic would end it): no stop
         // can come any more, and a closed channel's `changed()` is ready at once, every turn.
         let mut watching = true;
