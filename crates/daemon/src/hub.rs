@@ -821,7 +821,6 @@ fn spawn_fence_clock(events: mpsc::Sender<Event>, period: Duration) -> JoinHandl
     })
 }
 
-/// Sleep until `deadline`, or forever when there is none.
 impl Hub {
     /// The earliest of the hub's timers: the router's (`list_changed` windows), the idle exit,
     /// the backend's restart and its `initialize` deadline.
@@ -873,6 +872,7 @@ impl Hub {
     }
 }
 
+/// Sleep until `deadline`, or forever when there is none.
 async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,

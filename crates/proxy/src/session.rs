@@ -364,7 +364,7 @@ impl Session {
                     }
                 }
                 () = sleep_until(timer) => {
-                    let due = |deadline: Option<Instant>| deadline.is_some_and(|deadline| Some(deadline) <= timer);
+                    let due = |deadline: Option<Instant>| deadline.is_some() && deadline <= timer;
                     if due(drain_deadline) {
                         tracing::info!("answers still owed after the drain bound; exiting");
                         let _ = self.answer_all(EXITING_MESSAGE).await;
@@ -623,10 +623,7 @@ impl Session {
         // or the drain bound (the watch's lock, two futures), which only a blocked write needs.
         let first = std::future::poll_fn(|context| Poll::Ready(write.as_mut().poll(context))).await;
         if let Poll::Ready(written) = first {
-            return written.map_err(|error| {
-                tracing::info!(%error, "cannot write to the host; it is gone");
-                HostGone
-            });
+            return written.map_err(host_gone);
         }
         // False once the watcher is gone (it never returns; only a panic would end it): no stop
         // can come any more, and a closed channel's `changed()` is ready at once, every turn.
@@ -642,12 +639,7 @@ impl Session {
             };
             tokio::select! {
                 biased;
-                written = &mut write => {
-                    return written.map_err(|error| {
-                        tracing::info!(%error, "cannot write to the host; it is gone");
-                        HostGone
-                    });
-                }
+                written = &mut write => return written.map_err(host_gone),
                 changed = self.stop.changed(), if watching => watching = changed.is_ok(),
                 () = sleep_until(give_up_at) => {
                     tracing::info!(
@@ -658,6 +650,12 @@ impl Session {
             }
         }
     }
+}
+
+/// A write to the host failed: it is gone (EPIPE, or its end of the pipe closed).
+fn host_gone(error: std::io::Error) -> HostGone {
+    tracing::info!(%error, "cannot write to the host; it is gone");
+    HostGone
 }
 
 /// Write one line to the daemon; on failure the connection is dropped (and the loop reconnects).
