@@ -202,9 +202,28 @@ struct FloorRun {
     big_direct: Duration,
     big_floor: Duration,
     big_shoal: Duration,
-    /// Free run only: that many concurrent sessions through shoal, through the multiplexer
-    /// floor, and direct (that many fast servers), requests per second.
-    many: Option<(usize, f64, f64, f64)>,
+    /// Free run only: concurrent sessions through shoal, the multiplexer floor, and direct.
+    many: Option<Many>,
+}
+
+/// [`FLOOR_SESSIONS`] concurrent sessions: requests per second through shoal, through the
+/// multiplexer floor, and direct (that many fast servers); and how busy the multiplexing process
+/// (shoal's daemon, the floor's `mux-back`) was: its CPU time over the exchange's wall time. A
+/// figure near 1 means that process was the bottleneck (it is single-threaded in both). And the
+/// CPU time per request of the session processes (the proxies; the front relays), which share
+/// the machine's CPUs with everything else.
+#[derive(Clone, Copy)]
+struct Many {
+    sessions: usize,
+    shoal: f64,
+    floor: f64,
+    direct: f64,
+    shoal_busy: f64,
+    floor_busy: f64,
+    shoal_session_cpu: Duration,
+    floor_session_cpu: Duration,
+    shoal_daemon_cpu: Duration,
+    floor_mux_cpu: Duration,
 }
 
 struct Concurrent {
@@ -369,11 +388,7 @@ impl Bench {
     /// [`FLOOR_SESSIONS`] concurrent sessions, each [`FLOOR_SESSION_ROUNDS`] echoes, through shoal
     /// (joining `shoal`'s one session on the daemon), through the multiplexer floor (front relays
     /// on one `mux-back`), and direct (one fast server each).
-    fn many_sessions(
-        &self,
-        server: &[OsString],
-        shoal: &mut Vec<Peer>,
-    ) -> anyhow::Result<(usize, f64, f64, f64)> {
+    fn many_sessions(&self, server: &[OsString], shoal: &mut Vec<Peer>) -> anyhow::Result<Many> {
         let xtask = std::env::current_exe().context("find the release xtask")?;
         let mut direct = Vec::with_capacity(FLOOR_SESSIONS);
         for n in 0..FLOOR_SESSIONS {
@@ -394,7 +409,8 @@ impl Bench {
             .stderr(Stdio::from(self.stderr.try_clone()?))
             .spawn()
             .context("start the multiplexer floor")?;
-        let floor_rate = (|| -> anyhow::Result<f64> {
+        let mux_pid = mux.id();
+        let floor_run = (|| -> anyhow::Result<(Exchanged, Duration, Duration)> {
             let mut fronts = Vec::with_capacity(FLOOR_SESSIONS);
             for n in 0..FLOOR_SESSIONS {
                 let mut front = Command::new(&xtask);
@@ -404,13 +420,17 @@ impl Bench {
                 fronts.push(self.spawn(front, format!("mux front {n}"))?);
             }
             initialize(&mut fronts)?;
-            let rate = exchange(&mut fronts, WARMUP_ROUNDS, FLOOR_SESSION_ROUNDS, &Echo)?.rate();
+            let pids: Vec<u32> = fronts.iter().map(Peer::pid).collect();
+            let (mux_before, fronts_before) = (cpu_time(&[mux_pid])?, cpu_time(&pids)?);
+            let run = exchange(&mut fronts, WARMUP_ROUNDS, FLOOR_SESSION_ROUNDS, &Echo)?;
+            let mux_cpu = cpu_time(&[mux_pid])? - mux_before;
+            let fronts_cpu = cpu_time(&pids)? - fronts_before;
             finish_all(fronts)?;
-            Ok(rate)
+            Ok((run, mux_cpu, fronts_cpu))
         })();
         let _ = mux.kill();
         let _ = mux.wait();
-        let floor_rate = floor_rate?;
+        let (floor_run, floor_mux_cpu, floor_fronts_cpu) = floor_run?;
 
         let mut new = Vec::with_capacity(FLOOR_SESSIONS);
         for n in shoal.len()..FLOOR_SESSIONS {
@@ -418,10 +438,28 @@ impl Bench {
         }
         initialize(&mut new)?;
         shoal.append(&mut new);
-        let shoal_rate = exchange(shoal, WARMUP_ROUNDS, FLOOR_SESSION_ROUNDS, &Echo)?.rate();
+        let daemon = self.daemon_pid(server, FLOOR_SESSIONS)?;
+        let pids: Vec<u32> = shoal.iter().map(Peer::pid).collect();
+        let (daemon_before, proxies_before) = (cpu_time(&[daemon])?, cpu_time(&pids)?);
+        let run = exchange(shoal, WARMUP_ROUNDS, FLOOR_SESSION_ROUNDS, &Echo)?;
+        let daemon_cpu = cpu_time(&[daemon])? - daemon_before;
+        let proxies_cpu = cpu_time(&pids)? - proxies_before;
         let rest = shoal.split_off(1);
         finish_all(rest)?;
-        Ok((FLOOR_SESSIONS, shoal_rate, floor_rate, direct_rate))
+        let per_request =
+            |cpu: Duration, run: &Exchanged| cpu / u32::try_from(run.count).unwrap_or(u32::MAX);
+        Ok(Many {
+            sessions: FLOOR_SESSIONS,
+            shoal: run.rate(),
+            floor: floor_run.rate(),
+            direct: direct_rate,
+            shoal_busy: busy(daemon_cpu, &run),
+            floor_busy: busy(floor_mux_cpu, &floor_run),
+            shoal_session_cpu: per_request(proxies_cpu, &run),
+            floor_session_cpu: per_request(floor_fronts_cpu, &floor_run),
+            shoal_daemon_cpu: per_request(daemon_cpu, &run),
+            floor_mux_cpu: per_request(floor_mux_cpu, &floor_run),
+        })
     }
 
     /// The floors of the design, in one run: the fast server spoken to directly, behind the
@@ -969,6 +1007,11 @@ impl Exchanged {
     }
 }
 
+/// CPU time spent over an exchange, as a share of its wall time.
+fn busy(cpu: Duration, run: &Exchanged) -> f64 {
+    cpu.as_secs_f64() / run.elapsed.as_secs_f64()
+}
+
 fn poll_timeout(left: Duration) -> PollTimeout {
     let millis = u16::try_from(left.as_millis().min(10_000)).unwrap_or(10_000);
     PollTimeout::from(millis)
@@ -1379,11 +1422,19 @@ impl FloorRun {
                 "two_relay_floor": Self::big_mib_s(self.big_floor),
                 "shoal": Self::big_mib_s(self.big_shoal),
             },
-            "concurrent_requests_per_s": self.many.map(|(sessions, shoal, floor, direct)| json!({
-                "sessions": sessions,
-                "shoal": shoal,
-                "multiplexer_floor": floor,
-                "direct": direct,
+            "concurrent_requests_per_s": self.many.map(|many| json!({
+                "sessions": many.sessions,
+                "shoal": many.shoal,
+                "multiplexer_floor": many.floor,
+                "direct": many.direct,
+                "shoal_daemon_busy": many.shoal_busy,
+                "multiplexer_floor_busy": many.floor_busy,
+                "cpu_per_request_us": {
+                    "shoal_proxies": many.shoal_session_cpu.as_secs_f64() * 1e6,
+                    "floor_front_relays": many.floor_session_cpu.as_secs_f64() * 1e6,
+                    "shoal_daemon": many.shoal_daemon_cpu.as_secs_f64() * 1e6,
+                    "floor_mux_back": many.floor_mux_cpu.as_secs_f64() * 1e6,
+                },
             })),
         })
     }
@@ -1427,18 +1478,51 @@ fn print_floors(f: &Figures) {
                 verdict(shoal / floor <= TARGET_FLOOR_CPU_RATIO)
             ),
         ]);
-        if let Some((sessions, shoal, floor, direct)) = run.many {
+        if let Some(many) = run.many {
             rows.push([
-                format!("{sessions} sessions, requests/s, {how} (floor: multiplexer)"),
-                format!("{shoal:.0}"),
-                format!("{floor:.0}"),
-                format!("{:.2}", shoal / floor),
-                format!("{direct:.0}"),
+                format!(
+                    "{} sessions, requests/s, {how} (floor: multiplexer)",
+                    many.sessions
+                ),
+                format!("{:.0}", many.shoal),
+                format!("{:.0}", many.floor),
+                format!("{:.2}", many.shoal / many.floor),
+                format!("{:.0}", many.direct),
                 format!(
                     "≥ {TARGET_FLOOR_MANY_SHARE}×: {}",
-                    verdict(shoal / floor >= TARGET_FLOOR_MANY_SHARE)
+                    verdict(many.shoal / many.floor >= TARGET_FLOOR_MANY_SHARE)
                 ),
             ]);
+            rows.push([
+                "  the multiplexing process's CPU / wall time (daemon; mux-back)".to_owned(),
+                format!("{:.2}", many.shoal_busy),
+                format!("{:.2}", many.floor_busy),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]);
+            let us = |cpu: Duration| cpu.as_secs_f64() * 1e6;
+            for (what, shoal, floor) in [
+                (
+                    "the multiplexing process",
+                    many.shoal_daemon_cpu,
+                    many.floor_mux_cpu,
+                ),
+                (
+                    "the session processes (proxies; front relays)",
+                    many.shoal_session_cpu,
+                    many.floor_session_cpu,
+                ),
+            ] {
+                rows.push([
+                    format!("  CPU per request, {what} (µs)"),
+                    format!("{:.1}", us(shoal)),
+                    format!("{:.1}", us(floor)),
+                    format!("{:.2}", us(shoal) / us(floor)),
+                    String::new(),
+                    String::new(),
+                ]);
+            }
         }
         let shoal = FloorRun::big_mib_s(run.big_shoal);
         let floor = FloorRun::big_mib_s(run.big_floor);
