@@ -196,8 +196,9 @@ struct FloorRun {
     echo_floor: Vec<Duration>,
     echo_shoal: Vec<Duration>,
     /// CPU time of the two relay processes over every echo (warm-up included) and the count.
-    cpu_floor: Duration,
-    cpu_shoal: Duration,
+    /// Per process: `[front, back]`, that is `[front relay, back relay]` and `[proxy, daemon]`.
+    cpu_floor: [Duration; 2],
+    cpu_shoal: [Duration; 2],
     echoes: usize,
     big_direct: Duration,
     big_floor: Duration,
@@ -511,14 +512,14 @@ impl Bench {
                 let warmup = if batch == 0 { WARMUP_ROUNDS * 10 } else { 0 };
                 run.echo_direct
                     .extend(exchange(&mut direct, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
-                let before = cpu_time(&floor_pids)?;
+                let before = cpu_times(&floor_pids)?;
                 run.echo_floor
                     .extend(exchange(&mut floor, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
-                run.cpu_floor += cpu_time(&floor_pids)? - before;
-                let before = cpu_time(&shoal_pids)?;
+                add_since(&mut run.cpu_floor, before, cpu_times(&floor_pids)?);
+                let before = cpu_times(&shoal_pids)?;
                 run.echo_shoal
                     .extend(exchange(&mut shoal, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
-                run.cpu_shoal += cpu_time(&shoal_pids)? - before;
+                add_since(&mut run.cpu_shoal, before, cpu_times(&shoal_pids)?);
                 run.echoes += warmup + FLOOR_ECHO_BATCH;
             }
             for batch in 0..BIG_ROUNDS / BIG_BATCH {
@@ -1007,6 +1008,18 @@ impl Exchanged {
     }
 }
 
+/// [`cpu_time`] of each of `pids` on its own.
+fn cpu_times(pids: &[u32; 2]) -> anyhow::Result<[Duration; 2]> {
+    Ok([cpu_time(&pids[..1])?, cpu_time(&pids[1..])?])
+}
+
+/// Add what each process spent since `before` to `total`.
+fn add_since(total: &mut [Duration; 2], before: [Duration; 2], now: [Duration; 2]) {
+    for n in 0..2 {
+        total[n] += now[n].saturating_sub(before[n]);
+    }
+}
+
 /// CPU time spent over an exchange, as a share of its wall time.
 fn busy(cpu: Duration, run: &Exchanged) -> f64 {
     cpu.as_secs_f64() / run.elapsed.as_secs_f64()
@@ -1414,8 +1427,12 @@ impl FloorRun {
                 "shoal": latency(&self.echo_shoal),
             },
             "relay_cpu_per_echo_us": {
-                "two_relay_floor": Self::cpu_per_echo_us(self.cpu_floor, self.echoes),
-                "shoal": Self::cpu_per_echo_us(self.cpu_shoal, self.echoes),
+                "two_relay_floor": Self::cpu_per_echo_us(self.cpu_floor[0] + self.cpu_floor[1], self.echoes),
+                "shoal": Self::cpu_per_echo_us(self.cpu_shoal[0] + self.cpu_shoal[1], self.echoes),
+                "front_relay": Self::cpu_per_echo_us(self.cpu_floor[0], self.echoes),
+                "back_relay": Self::cpu_per_echo_us(self.cpu_floor[1], self.echoes),
+                "proxy": Self::cpu_per_echo_us(self.cpu_shoal[0], self.echoes),
+                "daemon": Self::cpu_per_echo_us(self.cpu_shoal[1], self.echoes),
             },
             "results_1mib_mib_s": {
                 "direct": Self::big_mib_s(self.big_direct),
@@ -1465,8 +1482,8 @@ fn print_floors(f: &Figures) {
                 target,
             ]);
         }
-        let shoal = FloorRun::cpu_per_echo_us(run.cpu_shoal, run.echoes);
-        let floor = FloorRun::cpu_per_echo_us(run.cpu_floor, run.echoes);
+        let shoal = FloorRun::cpu_per_echo_us(run.cpu_shoal[0] + run.cpu_shoal[1], run.echoes);
+        let floor = FloorRun::cpu_per_echo_us(run.cpu_floor[0] + run.cpu_floor[1], run.echoes);
         rows.push([
             format!("relay CPU per echo, {how} (µs)"),
             format!("{shoal:.1}"),
@@ -1478,6 +1495,21 @@ fn print_floors(f: &Figures) {
                 verdict(shoal / floor <= TARGET_FLOOR_CPU_RATIO)
             ),
         ]);
+        for (n, which) in ["the proxy; the front relay", "the daemon; the back relay"]
+            .iter()
+            .enumerate()
+        {
+            let shoal = FloorRun::cpu_per_echo_us(run.cpu_shoal[n], run.echoes);
+            let floor = FloorRun::cpu_per_echo_us(run.cpu_floor[n], run.echoes);
+            rows.push([
+                format!("  of which {which} (µs)"),
+                format!("{shoal:.1}"),
+                format!("{floor:.1}"),
+                format!("{:.2}", shoal / floor),
+                String::new(),
+                String::new(),
+            ]);
+        }
         if let Some(many) = run.many {
             rows.push([
                 format!(
