@@ -720,7 +720,7 @@ enum Found {
     NotIn(usize),
 }
 
-/// The first `"` or `\\` (and with `CONTROL`, control character) among the first `limit`
+/// The first `"` or `\` (and with `CONTROL`, control character) among the first `limit`
 /// bytes of `bytes` (at least; rounded up to a multiple of 8), looked at eight bytes at a time
 /// ([`words`]). No vector instructions, no set-up: the cheapest search for a few dozen bytes.
 fn find_in_words<const CONTROL: bool>(bytes: &[u8], limit: usize) -> Found {

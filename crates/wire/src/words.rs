@@ -37,6 +37,7 @@ pub(crate) fn padded_word_at(bytes: &[u8], at: usize, pad: u8) -> u64 {
 /// Flags the bytes of `word` below `limit`, which must be at most `0x80`: a byte's flag needs
 /// its own high bit clear, and below the first byte under `limit` nothing borrows.
 pub(crate) fn below(word: u64, limit: u8) -> u64 {
+    debug_assert!(limit <= 0x80, "past 0x80 a byte's own high bit is no flag");
     word.wrapping_sub(ONES * u64::from(limit)) & !word & HIGH_BITS
 }
 
@@ -55,8 +56,8 @@ pub(crate) fn first(flags: u64) -> usize {
 mod tests {
     use super::*;
 
-    /// Every byte value at every position, with every byte value after it: the lowest flag is
-    /// exactly the first matching byte, and no byte before it is flagged.
+    /// Every byte value at every position, over several backgrounds and with a matching or
+    /// high byte after it: the lowest flag is exactly the first matching byte.
     #[test]
     fn the_lowest_flag_is_the_first_match() {
         for position in 0..8 {
