@@ -91,6 +91,10 @@ pub(super) enum Released {
     KeptForItsHook,
 }
 
+/// Up to how many entries' room a client's emptied request index keeps (see
+/// [`InFlightTable::unindex`]).
+const KEPT_CAPACITY: usize = 32;
+
 #[derive(Debug, Default)]
 pub(super) struct InFlightTable {
     by_backend: OwnKeyMap<u64, InFlight>,
@@ -187,11 +191,15 @@ impl InFlightTable {
     }
 
     /// Remove (client, id) from the client index; returns its backend id.
+    ///
+    /// A client's map stays when it empties, until the client leaves: a session with one
+    /// request at a time would otherwise allocate and free a map for every request. Only a map
+    /// that grew past [`KEPT_CAPACITY`] is shrunk then, so an idle client holds little.
     fn unindex(&mut self, client: ClientId, id: &Id) -> Option<u64> {
         let requests = self.by_client.get_mut(&client)?;
         let backend_id = requests.remove(id)?;
-        if requests.is_empty() {
-            self.by_client.remove(&client);
+        if requests.is_empty() && requests.capacity() > KEPT_CAPACITY {
+            requests.shrink_to(0);
         }
         Some(backend_id)
     }
@@ -227,7 +235,28 @@ mod tests {
             None,
             "answered: nothing to cancel"
         );
+        // The client's emptied index stays for its next request, until it leaves.
+        assert!(table.by_client.values().all(HashMap::is_empty));
+        assert_eq!(table.client_left(1), Vec::<u64>::new());
         assert!(table.by_client.is_empty());
+    }
+
+    /// A client that once had many requests in flight does not keep their room once it has
+    /// none; one with a few keeps it for the next.
+    #[test]
+    fn an_emptied_index_keeps_only_a_little_room() {
+        let mut table = InFlightTable::default();
+        for n in 0..100 {
+            table.insert(n, request(1, n, Hook::None));
+        }
+        for n in 0..100 {
+            assert!(table.finish(n).is_some());
+        }
+        assert_eq!(table.by_client[&1].capacity(), 0);
+        table.insert(200, request(1, 200, Hook::None));
+        assert!(table.finish(200).is_some());
+        let kept = table.by_client[&1].capacity();
+        assert!(kept > 0 && kept <= KEPT_CAPACITY, "{kept}");
     }
 
     #[test]
