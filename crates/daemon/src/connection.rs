@@ -18,7 +18,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
 
-use crate::hub::{DrainGuard, Event, reserved_len};
+use crate::hub::{DrainGuard, Event, Joined, reserved_len};
 use crate::outbox::{Room, outbox};
 use crate::router::ClientId;
 use shoal_ipc::socket::{self, ReadHalf, WriteHalf};
@@ -175,12 +175,12 @@ async fn session(
         drop(drain_guard);
     });
     if events
-        .send(Event::SessionJoined {
+        .send(Event::SessionJoined(Box::new(Joined {
             client,
             hello,
             outbox,
             cut_off,
-        })
+        })))
         .await
         .is_err()
     {

@@ -14,10 +14,11 @@
 //! reads, so back-pressure reaches the sending hosts (their writes block, as they would on the
 //! server's own stdin) and the queue stays within the soft limit plus one line per session.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use shoal_ipc::socket::TryWriter;
 use shoal_wire::{Line, LineCodec, Rewritten};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -37,7 +38,7 @@ pub(crate) enum Outgoing {
 #[derive(Debug)]
 enum Queued {
     Message(Outgoing),
-    Rest(bytes::Bytes),
+    Rest(Bytes),
 }
 
 impl Outgoing {
@@ -81,6 +82,9 @@ impl Queued {
 /// Messages up to this size are written by [`Outbox::push`] itself when nothing is queued;
 /// larger ones always go through the writer (a direct write would copy them once more).
 const DIRECT_MAX: usize = 16 * 1024;
+
+/// The most room [`Outbox::push`] keeps in its scratch buffer between direct writes.
+const SCRATCH_KEPT: usize = 4 * 1024;
 
 impl From<Line> for Outgoing {
     fn from(line: Line) -> Self {
@@ -163,6 +167,10 @@ pub(crate) struct Outbox {
     /// overtakes a queued one. It saves the hand-off to the writer task (a wake-up, a poll and a
     /// channel receive per message).
     direct: Option<TryWriter>,
+    /// The bytes of a direct write, kept from one to the next: a message encoded into a fresh
+    /// buffer cost an allocation and a free per message. Kept only up to [`SCRATCH_KEPT`]
+    /// bytes' room, so that a session's one larger message does not stay allocated.
+    scratch: RefCell<BytesMut>,
 }
 
 /// Why a push failed.
@@ -202,6 +210,7 @@ fn with_room(room: Arc<Room>, budget: Option<usize>) -> (Outbox, OutboxReceiver)
             room: Arc::clone(&room),
             budget,
             direct: None,
+            scratch: RefCell::default(),
         },
         OutboxReceiver { receiver, room },
     )
@@ -230,16 +239,22 @@ impl Outbox {
             if self.sender.is_closed() {
                 return Err(PushError::Closed);
             }
-            let mut encoded = BytesMut::with_capacity(message.wire_len());
+            let mut encoded = self.scratch.take();
+            encoded.clear();
             message.encode(&mut LineCodec::new(), &mut encoded);
-            match direct.try_write(&encoded) {
-                Ok(written) if written == encoded.len() => return Ok(()),
-                Ok(written) => {
-                    let _ = encoded.split_to(written);
-                    message = Queued::Rest(encoded.freeze());
-                }
-                // Full, or broken: the writer waits for room, or meets the error and ends.
-                Err(_) => message = Queued::Rest(encoded.freeze()),
+            // Full, or broken (nothing written): the writer waits for room, or meets the error
+            // and ends.
+            let written = direct.try_write(&encoded).unwrap_or(0);
+            let whole = written == encoded.len();
+            if !whole {
+                // Rare (the socket's buffer is full): the rest gets a buffer of its own.
+                message = Queued::Rest(Bytes::copy_from_slice(&encoded[written..]));
+            }
+            if encoded.capacity() <= SCRATCH_KEPT {
+                self.scratch.replace(encoded);
+            }
+            if whole {
+                return Ok(());
             }
         }
         let size = message.wire_len();
