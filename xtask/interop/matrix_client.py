@@ -182,13 +182,18 @@ class V1(Session):
             tasks.start_soon(self.answer)
         with anyio.fail_after(STEP):
             result = await self.session.initialize()
-        return {
+        opened = {
             "protocol version": result.protocolVersion,
             "era": "handshake",
             "server": dump(result.serverInfo),
             "capabilities": dump(result.capabilities),
             "instructions": len(getattr(result, "instructions", None) or ""),
         }
+        if "sampling_callback" not in accepted:
+            # mcp 1.2.1 declares no `sampling` (it answers sampling requests all the same, see
+            # `answer`): shoal does not send it requests it did not declare.
+            opened["declares sampling"] = False
+        return opened
 
     async def answer(self) -> None:
         """mcp 1.2.1 hands the server's requests to the application, which must answer them."""

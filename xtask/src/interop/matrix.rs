@@ -480,6 +480,19 @@ fn documented_difference(
     if path == "/server requests/sampling/createMessage" && !stateless {
         return Some("sampling routed to one busy session");
     }
+    // "A session is never sent a request it did not declare": the everything server before
+    // 2026 asks for sampling on a URI's first `resources/subscribe` whatever its client
+    // declared. Directly a session that declared no sampling is asked (and mcp 1.2.1 answers);
+    // through shoal it is not, the server gets -32601 and refuses the subscribe, when that
+    // session's subscribe is the one that reaches the server (the others then send their own).
+    if path == "/subscribe"
+        && direct["open"]["declares sampling"] == false
+        && direct["subscribe"] == "ok"
+        && shared["subscribe"]["error"] == -32601
+        && !stateless
+    {
+        return Some("subscribe of a session that declared no sampling refused by the server");
+    }
     None
 }
 
@@ -695,5 +708,39 @@ fn kill_all(drivers: &mut [Driver]) {
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = driver.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The difference a 2026-12-07 CI run showed (Python SDK 1.2.1's subscribe reached
+    /// server-everything 2025.9.25 first) is documented for a session that declared no
+    /// sampling, and only for it.
+    #[test]
+    fn a_refused_subscribe_is_documented_only_for_a_session_that_declared_no_sampling() {
+        let direct = |declares: Option<bool>| {
+            let mut open = json!({"era": "handshake", "protocol version": "2024-11-05"});
+            if let Some(declares) = declares {
+                open["declares sampling"] = json!(declares);
+            }
+            json!({"open": open, "subscribe": "ok"})
+        };
+        let shared = json!({"open": {"era": "handshake", "protocol version": "2024-11-05"},
+            "subscribe": {"error": -32601}});
+        assert_eq!(
+            documented_difference("/subscribe", &direct(Some(false)), &shared, false),
+            Some("subscribe of a session that declared no sampling refused by the server")
+        );
+        assert_eq!(
+            documented_difference("/subscribe", &direct(None), &shared, false),
+            None
+        );
+        assert_eq!(
+            documented_difference("/subscribe", &direct(Some(false)), &shared, true),
+            None
+        );
     }
 }

@@ -661,13 +661,15 @@ impl Router {
         };
         let success = envelope.kind() == Kind::Response;
         match (&entry.hook, success) {
-            (Hook::Subscribe(uri), _) => {
-                let answer = if success {
-                    subscriptions::Answer::Accepted
-                } else {
-                    subscriptions::Answer::Refused(envelope)
+            (Hook::Subscribe(uri), true) => {
+                self.subscription_answered(uri, subscriptions::Answer::Accepted, out);
+            }
+            (Hook::Subscribe(uri), false) => {
+                let first = match &entry.owner {
+                    Owner::Client { client, .. } => Some(*client),
+                    _ => None,
                 };
-                self.subscription_answered(uri, answer, out);
+                self.first_subscribe_refused(uri, first, out);
             }
             (Hook::CreatesTask, true) => {
                 if let Owner::Client { client, .. } = &entry.owner {

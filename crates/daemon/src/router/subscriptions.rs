@@ -21,7 +21,9 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 use shoal_ipc::session;
-use shoal_wire::{Envelope, ErrorCode, Field, Id, Line, error_response, notification_value};
+use shoal_wire::{
+    Envelope, ErrorCode, Field, Id, Line, Validation, error_response, notification_value,
+};
 
 use super::dispatch::{ClientId, Outputs, Router, cancellation};
 use super::in_flight::{DaemonCall, Hook};
@@ -59,11 +61,20 @@ struct Subscription {
     subscribers: OwnKeySet<ClientId>,
     /// `Some` while the backend has not answered the first subscribe: the later subscribers'
     /// requests (on a 2026-07-28 backend, the first one's too), answered with its outcome.
-    waiting: Option<Vec<(ClientId, Id)>>,
+    waiting: Option<Vec<Waiter>>,
     /// On a 2026-07-28 backend, the backend id of the daemon's stream for this URI.
     stream: Option<u64>,
     /// Times the current backend process ended that stream and it was opened again.
     reopened: u32,
+}
+
+/// A subscriber waiting for a URI's first subscribe to be answered.
+#[derive(Debug)]
+struct Waiter {
+    client: ClientId,
+    id: Id,
+    /// Its own `resources/subscribe` (handshake era), sent in its turn if the first is refused.
+    request: Option<Line>,
 }
 
 /// How the backend answered a URI's first subscribe.
@@ -108,7 +119,7 @@ impl Subscriptions {
         self.uris.retain(|uri, subscription| {
             subscription.subscribers.remove(&client);
             if let Some(waiting) = &mut subscription.waiting {
-                waiting.retain(|(waiter, _)| *waiter != client);
+                waiting.retain(|waiter| waiter.client != client);
                 // The first subscribe's answer decides, see `Router::subscription_answered`.
                 return true;
             }
@@ -147,18 +158,33 @@ impl Router {
                 );
                 self.forward(client, id, &envelope, Hook::Subscribe(uri), out);
             }
-            Some(_) => self.join_subscription(client, id, &uri, out),
+            Some(_) => {
+                let request = envelope.into_line();
+                self.join_subscription(client, id, &uri, Some(request), out);
+            }
         }
     }
 
-    /// A later subscriber of `uri`: answered with the first subscribe's outcome.
-    fn join_subscription(&mut self, client: ClientId, id: Id, uri: &str, out: &mut Outputs) {
+    /// A later subscriber of `uri`: answered with the first subscribe's outcome (`request`, its
+    /// own subscribe, is sent in its turn if the backend refuses the first).
+    fn join_subscription(
+        &mut self,
+        client: ClientId,
+        id: Id,
+        uri: &str,
+        request: Option<Line>,
+        out: &mut Outputs,
+    ) {
         let Some(subscription) = self.subscriptions.uris.get_mut(uri) else {
             return;
         };
         subscription.subscribers.insert(client);
         match &mut subscription.waiting {
-            Some(waiting) => waiting.push((client, id)),
+            Some(waiting) => waiting.push(Waiter {
+                client,
+                id,
+                request,
+            }),
             None => self.answer(client, &id, &json!({}), out),
         }
     }
@@ -181,14 +207,18 @@ impl Router {
             return self.reply(client, &id, answer.into(), out);
         };
         if self.subscriptions.uris.contains_key(&uri) {
-            return self.join_subscription(client, id, &uri, out);
+            return self.join_subscription(client, id, &uri, None, out);
         }
         let stream = self.open_stream(Stream::Resource(uri.clone()), out);
         self.subscriptions.uris.insert(
             uri,
             Subscription {
                 subscribers: OwnKeySet::from_iter([client]),
-                waiting: Some(vec![(client, id)]),
+                waiting: Some(vec![Waiter {
+                    client,
+                    id,
+                    request: None,
+                }]),
                 stream: Some(stream),
                 reopened: 0,
             },
@@ -460,6 +490,46 @@ impl Router {
         }
     }
 
+    /// A handshake-era backend refused the first subscribe to `uri`, sent for `first` (`None`
+    /// once that client is gone; the refusal itself is that request's answer). A refusal can be
+    /// about who asked, not what: the reference server asks the subscriber for sampling, and
+    /// refuses a subscriber that cannot answer where it accepts one that can. So the waiting
+    /// subscribers are not handed the refusal: the next one's own subscribe goes to the server,
+    /// and each gets what the server says to it, as it would directly.
+    pub(super) fn first_subscribe_refused(
+        &mut self,
+        uri: &str,
+        first: Option<ClientId>,
+        out: &mut Outputs,
+    ) {
+        let Some(subscription) = self.subscriptions.uris.get_mut(uri) else {
+            return;
+        };
+        if let Some(first) = first {
+            subscription.subscribers.remove(&first);
+        }
+        let next = match &mut subscription.waiting {
+            Some(waiting) if !waiting.is_empty() => waiting.remove(0),
+            _ => {
+                self.subscriptions.uris.remove(uri);
+                return;
+            }
+        };
+        let Waiter {
+            client,
+            id,
+            request: Some(request),
+        } = next
+        else {
+            // Only translated subscribers wait without their request, and their answers come
+            // from the daemon's stream, never from here.
+            self.subscriptions.uris.remove(uri);
+            return;
+        };
+        let envelope = Envelope::parse(request, Validation::Envelope);
+        self.forward(client, id, &envelope, Hook::Subscribe(uri.to_owned()), out);
+    }
+
     /// The backend answered (or lost) the first subscribe to `uri`.
     pub(super) fn subscription_answered(
         &mut self,
@@ -475,7 +545,7 @@ impl Router {
         };
         match answer {
             Answer::Accepted => {
-                for (client, id) in waiting {
+                for Waiter { client, id, .. } in waiting {
                     self.answer(client, &id, &json!({}), out);
                 }
                 let unwanted = self
@@ -489,7 +559,7 @@ impl Router {
             }
             Answer::Refused(refusal) => {
                 self.subscriptions.uris.remove(uri);
-                for (client, id) in waiting {
+                for Waiter { client, id, .. } in waiting {
                     match refusal.rewrite(&[(Field::Id, &id)]) {
                         Ok(answer) => self.reply(client, &id, answer.into(), out),
                         Err(error) => {
@@ -505,7 +575,7 @@ impl Router {
             }
             Answer::Failed(code, reason) => {
                 self.subscriptions.uris.remove(uri);
-                for (client, id) in waiting {
+                for Waiter { client, id, .. } in waiting {
                     let answer = error_response(Some(&id), code, reason);
                     self.reply(client, &id, answer.into(), out);
                 }

@@ -516,6 +516,61 @@ fn without_server_subscriptions_the_server_answers_subscribe_and_unsubscribe() {
     );
 }
 
+/// A refusal of the first subscribe is that request's own answer: the waiting subscribers each
+/// send theirs in turn (the server may refuse one subscriber and accept another: the reference
+/// server asks the subscriber for sampling), and a subscriber left alone gets its own refusal.
+/// The same when the first subscriber left before the answer.
+#[test]
+fn a_refused_first_subscribe_is_its_own_and_the_next_subscriber_asks_for_itself() {
+    check(
+        r#"
+        backend {"resources":{"subscribe":true}}
+        join 1
+        join 2
+        join 3
+        1> {"jsonrpc":"2.0","id":7,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        2> {"jsonrpc":"2.0","id":8,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        3> {"jsonrpc":"2.0","id":9,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32601,"message":"sampling refused"}}
+        b> {"jsonrpc":"2.0","id":4,"result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        1> {"jsonrpc":"2.0","id":10,"method":"resources/subscribe","params":{"uri":"a://y"}}
+        2> {"jsonrpc":"2.0","id":11,"method":"resources/subscribe","params":{"uri":"a://y"}}
+        leave 1
+        b> {"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"no such resource"}}
+        b> {"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"no such resource"}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://y"}}
+        "#,
+        r#"
+        join 1
+        join 2
+        join 3
+        1> {"jsonrpc":"2.0","id":7,"method":"resources/subscribe","params":{"uri":"a://x"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        2> {"jsonrpc":"2.0","id":8,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        3> {"jsonrpc":"2.0","id":9,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32601,"message":"sampling refused"}}
+          b< {"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{"uri":"a://x"}}
+          1< {"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"sampling refused"}}
+        b> {"jsonrpc":"2.0","id":4,"result":{}}
+          2< {"jsonrpc":"2.0","id":8,"result":{}}
+          3< {"jsonrpc":"2.0","id":9,"result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+          2< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+          3< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        1> {"jsonrpc":"2.0","id":10,"method":"resources/subscribe","params":{"uri":"a://y"}}
+          b< {"jsonrpc":"2.0","id":5,"method":"resources/subscribe","params":{"uri":"a://y"}}
+        2> {"jsonrpc":"2.0","id":11,"method":"resources/subscribe","params":{"uri":"a://y"}}
+        leave 1
+        b> {"jsonrpc":"2.0","id":5,"error":{"code":-32602,"message":"no such resource"}}
+          b< {"jsonrpc":"2.0","id":6,"method":"resources/subscribe","params":{"uri":"a://y"}}
+        b> {"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"no such resource"}}
+          2< {"jsonrpc":"2.0","id":11,"error":{"code":-32602,"message":"no such resource"}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://y"}}
+        "#,
+    );
+}
+
 #[test]
 fn a_pending_first_subscribe_outlives_its_client() {
     check(
