@@ -442,6 +442,55 @@ impl Hub {
         }
     }
 
+    /// The earliest of the hub's timers: the router's (`list_changed` windows), the idle exit,
+    /// the backend's restart and its `initialize` deadline.
+    fn next_timer(&self) -> Option<tokio::time::Instant> {
+        [
+            self.router.deadline().map(tokio::time::Instant::from_std),
+            self.idle.deadline,
+            self.backend.restart_at(),
+            self.backend.init_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// The timer armed for `at` fired: run every timer due by then, each as its own event would.
+    /// A timer one of them re-arms (a restart arming the `initialize` deadline) is later than
+    /// `at`, so it waits for its own turn.
+    fn timers_due(&mut self, at: tokio::time::Instant) {
+        let due = |deadline: Option<tokio::time::Instant>| {
+            deadline.is_some_and(|deadline| deadline <= at)
+        };
+        if due(self.router.deadline().map(tokio::time::Instant::from_std)) {
+            let mut out = Outputs::default();
+            self.router.tick(Instant::now(), &mut out);
+            self.apply(out);
+        }
+        if due(self.idle.deadline) {
+            self.idle_timer_fired();
+        }
+        if due(self.backend.restart_at())
+            && let Err(error) = self.spawn_backend()
+        {
+            tracing::error!(%error, "could not restart the MCP server");
+        }
+        if due(self.backend.init_deadline()) {
+            let then = self.backend.init_timed_out();
+            if let AfterStop::Failed(why) = &then {
+                // Held requests have waited a whole start-up: answer them now.
+                let mut out = Outputs::default();
+                self.router.fail_pending(
+                    &format!("the MCP server did not start: {why}; shoal is restarting it, retry the request"),
+                    &mut out,
+                );
+                self.apply(out);
+            }
+            self.stop_backend(then);
+        }
+    }
+
     /// Deliver what the router produced. A client whose outbox is over budget is disconnected.
     /// The backend's queue never refuses: a busy backend slows its senders down instead (see
     /// `outbox.rs`).
@@ -831,57 +880,6 @@ fn spawn_fence_clock(events: mpsc::Sender<Event>, period: Duration) -> JoinHandl
             }
         }
     })
-}
-
-impl Hub {
-    /// The earliest of the hub's timers: the router's (`list_changed` windows), the idle exit,
-    /// the backend's restart and its `initialize` deadline.
-    fn next_timer(&self) -> Option<tokio::time::Instant> {
-        [
-            self.router.deadline().map(tokio::time::Instant::from_std),
-            self.idle.deadline,
-            self.backend.restart_at(),
-            self.backend.init_deadline(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
-    /// The timer armed for `at` fired: run every timer due by then, each as its own event would.
-    /// A timer one of them re-arms (a restart arming the `initialize` deadline) is later than
-    /// `at`, so it waits for its own turn.
-    fn timers_due(&mut self, at: tokio::time::Instant) {
-        let due = |deadline: Option<tokio::time::Instant>| {
-            deadline.is_some_and(|deadline| deadline <= at)
-        };
-        if due(self.router.deadline().map(tokio::time::Instant::from_std)) {
-            let mut out = Outputs::default();
-            self.router.tick(Instant::now(), &mut out);
-            self.apply(out);
-        }
-        if due(self.idle.deadline) {
-            self.idle_timer_fired();
-        }
-        if due(self.backend.restart_at())
-            && let Err(error) = self.spawn_backend()
-        {
-            tracing::error!(%error, "could not restart the MCP server");
-        }
-        if due(self.backend.init_deadline()) {
-            let then = self.backend.init_timed_out();
-            if let AfterStop::Failed(why) = &then {
-                // Held requests have waited a whole start-up: answer them now.
-                let mut out = Outputs::default();
-                self.router.fail_pending(
-                    &format!("the MCP server did not start: {why}; shoal is restarting it, retry the request"),
-                    &mut out,
-                );
-                self.apply(out);
-            }
-            self.stop_backend(then);
-        }
-    }
 }
 
 /// Sleep until `deadline`, or forever when there is none.

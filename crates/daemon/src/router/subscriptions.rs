@@ -21,9 +21,7 @@ use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 use shoal_ipc::session;
-use shoal_wire::{
-    Envelope, ErrorCode, Field, Id, Line, Validation, error_response, notification_value,
-};
+use shoal_wire::{Envelope, ErrorCode, Field, Id, Line, error_response, notification_value};
 
 use super::dispatch::{ClientId, Outputs, Router, cancellation};
 use super::in_flight::{DaemonCall, Hook};
@@ -73,8 +71,9 @@ struct Subscription {
 struct Waiter {
     client: ClientId,
     id: Id,
-    /// Its own `resources/subscribe` (handshake era), sent in its turn if the first is refused.
-    request: Option<Line>,
+    /// Its own `resources/subscribe`: on a handshake-era backend, sent in its turn if the first
+    /// is refused (see [`Router::first_subscribe_refused`]).
+    request: Envelope,
 }
 
 /// How the backend answered a URI's first subscribe.
@@ -158,21 +157,18 @@ impl Router {
                 );
                 self.forward(client, id, &envelope, Hook::Subscribe(uri), out);
             }
-            Some(_) => {
-                let request = envelope.into_line();
-                self.join_subscription(client, id, &uri, Some(request), out);
-            }
+            Some(_) => self.join_subscription(client, id, &uri, envelope, out),
         }
     }
 
-    /// A later subscriber of `uri`: answered with the first subscribe's outcome (`request`, its
-    /// own subscribe, is sent in its turn if the backend refuses the first).
+    /// A later subscriber of `uri` (`request` is its subscribe): answered with the first
+    /// subscribe's outcome.
     fn join_subscription(
         &mut self,
         client: ClientId,
         id: Id,
         uri: &str,
-        request: Option<Line>,
+        request: Envelope,
         out: &mut Outputs,
     ) {
         let Some(subscription) = self.subscriptions.uris.get_mut(uri) else {
@@ -207,7 +203,7 @@ impl Router {
             return self.reply(client, &id, answer.into(), out);
         };
         if self.subscriptions.uris.contains_key(&uri) {
-            return self.join_subscription(client, id, &uri, None, out);
+            return self.join_subscription(client, id, &uri, envelope.clone(), out);
         }
         let stream = self.open_stream(Stream::Resource(uri.clone()), out);
         self.subscriptions.uris.insert(
@@ -217,7 +213,7 @@ impl Router {
                 waiting: Some(vec![Waiter {
                     client,
                     id,
-                    request: None,
+                    request: envelope.clone(),
                 }]),
                 stream: Some(stream),
                 reopened: 0,
@@ -505,29 +501,25 @@ impl Router {
         let Some(subscription) = self.subscriptions.uris.get_mut(uri) else {
             return;
         };
-        if let Some(first) = first {
+        let waiting = subscription.waiting.get_or_insert_with(Vec::new);
+        // A client that subscribed twice still waits on its second.
+        if let Some(first) = first
+            && !waiting.iter().any(|waiter| waiter.client == first)
+        {
             subscription.subscribers.remove(&first);
         }
-        let next = match &mut subscription.waiting {
-            Some(waiting) if !waiting.is_empty() => waiting.remove(0),
-            _ => {
-                self.subscriptions.uris.remove(uri);
-                return;
-            }
-        };
-        let Waiter {
-            client,
-            id,
-            request: Some(request),
-        } = next
-        else {
-            // Only translated subscribers wait without their request, and their answers come
-            // from the daemon's stream, never from here.
+        if waiting.is_empty() {
             self.subscriptions.uris.remove(uri);
             return;
-        };
-        let envelope = Envelope::parse(request, Validation::Envelope);
-        self.forward(client, id, &envelope, Hook::Subscribe(uri.to_owned()), out);
+        }
+        let next = waiting.remove(0);
+        self.forward(
+            next.client,
+            next.id,
+            &next.request,
+            Hook::Subscribe(uri.to_owned()),
+            out,
+        );
     }
 
     /// The backend answered (or lost) the first subscribe to `uri`.

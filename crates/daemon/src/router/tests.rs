@@ -571,6 +571,36 @@ fn a_refused_first_subscribe_is_its_own_and_the_next_subscriber_asks_for_itself(
     );
 }
 
+/// A client that sent the refused first subscribe and subscribed again meanwhile is still a
+/// subscriber once its second subscribe is accepted: updates reach it.
+#[test]
+fn a_second_subscribe_of_the_refused_client_keeps_it_subscribed() {
+    check(
+        r#"
+        backend {"resources":{"subscribe":true}}
+        join 1
+        1> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32603,"message":"busy"}}
+        b> {"jsonrpc":"2.0","id":4,"result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        "#,
+        r#"
+        join 1
+        1> {"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"a://x"}}
+          b< {"jsonrpc":"2.0","id":3,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        1> {"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"a://x"}}
+        b> {"jsonrpc":"2.0","id":3,"error":{"code":-32603,"message":"busy"}}
+          b< {"jsonrpc":"2.0","id":4,"method":"resources/subscribe","params":{"uri":"a://x"}}
+          1< {"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"busy"}}
+        b> {"jsonrpc":"2.0","id":4,"result":{}}
+          1< {"jsonrpc":"2.0","id":2,"result":{}}
+        b> {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+          1< {"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"a://x"}}
+        "#,
+    );
+}
+
 #[test]
 fn a_pending_first_subscribe_outlives_its_client() {
     check(
