@@ -658,8 +658,9 @@ impl Envelope {
 
 /// A message after [`Envelope::rewrite`]: the original line with some values replaced.
 ///
-/// Write it with [`LineCodec`](crate::LineCodec) (in pieces, no intermediate copy) or turn it into
-/// a [`Line`] with [`Rewritten::to_line`].
+/// Write it with [`LineCodec`](crate::LineCodec) (in pieces, no intermediate copy), send its
+/// [`pieces`](Rewritten::pieces) with a vectored write (no copy at all), or turn it into a
+/// [`Line`] with [`Rewritten::to_line`].
 ///
 /// ```
 /// use shoal_wire::{Envelope, Id, Line, Validation};
@@ -719,6 +720,8 @@ impl Rewritten {
     /// ```
     pub fn write_to(&self, buffer: &mut BytesMut) {
         buffer.reserve(self.len);
+        // The loop `pieces` makes into an iterator, spelled out: this is on every rewritten
+        // message's path, and the iterator costs ~90 more instructions per message.
         let bytes = self.line.as_bytes();
         let mut position = 0;
         for edit in self.edits.iter().flatten() {
@@ -727,6 +730,41 @@ impl Rewritten {
             position = edit.span.end;
         }
         buffer.put_slice(&bytes[position..]);
+    }
+
+    /// The message (without newline) as the pieces it is made of, in order: runs of the original
+    /// line and the values put in their place. A vectored write (`writev`) of them sends a large
+    /// message without copying it.
+    ///
+    /// ```
+    /// use shoal_wire::{Envelope, Id, Line, Validation};
+    ///
+    /// let line = Line::new(&br#"{"jsonrpc":"2.0","id":1,"result":{}}"#[..])?;
+    /// let rewritten = Envelope::parse(line, Validation::Envelope).rewrite_id(&Id::from_u64(2))?;
+    /// let pieces: Vec<&[u8]> = rewritten.pieces().collect();
+    /// assert_eq!(pieces, [&br#"{"jsonrpc":"2.0","id":"#[..], b"2", br#","result":{}}"#]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
+        let bytes = self.line.as_bytes();
+        // Edits are sorted by position, so the original bytes after the last one end the message.
+        let end = self
+            .edits
+            .iter()
+            .flatten()
+            .last()
+            .map_or(0, |edit| edit.span.end);
+        let mut position = 0;
+        self.edits
+            .iter()
+            .flatten()
+            .flat_map(move |edit| {
+                let before = &bytes[position..edit.span.start];
+                position = edit.span.end;
+                [before, edit.id.as_bytes()]
+            })
+            .chain(std::iter::once(&bytes[end..]))
+            .filter(|piece| !piece.is_empty())
     }
 
     /// The rewritten message as one contiguous [`Line`] (one copy).
