@@ -12,6 +12,10 @@
 //!   stdout, the back the socket to the server's stdin and the server's stdout to the socket.
 //!   Every copy is `read(2)` into a 64 KiB buffer and `write(2)` of what was read, two threads per
 //!   relay: the least any relay that looks at the bytes can do.
+//! - `relay-front --half SOCKET -- SERVER...` (and the `relay-back --half` it starts): the floor
+//!   of the "half one-relay" design (`docs/benchmarks.md`): the front hands its stdin (the host's
+//!   pipe) to the back over the socket (`SCM_RIGHTS`), so requests go from the host straight to
+//!   the back and only answers cross the front. The same copies otherwise.
 
 use std::io::{BufRead as _, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -29,8 +33,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             let socket = args.get(2).context("relay-front --connect SOCKET")?;
             relay_to(connect_within(socket)?, None)
         }
+        Some("relay-front") if args.get(1).map(String::as_str) == Some("--half") => {
+            relay_front_half(&args[2..])
+        }
         Some("relay-front") => relay_front(&args[1..]),
         Some("mux-back") => mux_back(&args[1..]),
+        Some("relay-back") if args.get(1).map(String::as_str) == Some("--half") => {
+            relay_back_half(&args[2..])
+        }
         Some("relay-back") => relay_back(&args[1..]),
         other => bail!("unknown bench peer {other:?}"),
     }
@@ -54,6 +64,70 @@ fn relay_front(args: &[String]) -> anyhow::Result<()> {
         .spawn()
         .context("start the back relay")?;
     relay_to(connect_within(socket)?, Some(back))
+}
+
+/// The half-relay front: starts the back, hands it this process's stdin, copies the socket to
+/// stdout until the back closes it.
+fn relay_front_half(args: &[String]) -> anyhow::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let (socket, server) = socket_and_server(args)?;
+    let _ = std::fs::remove_file(socket);
+    let mut back = Command::new(std::env::current_exe().context("find xtask")?)
+        .args(["bench-peer", "relay-back", "--half", socket, "--"])
+        .args(server)
+        .stdin(Stdio::null())
+        .spawn()
+        .context("start the back relay")?;
+    let stream = connect_within(socket)?;
+    let stdin = std::io::stdin();
+    let fds = [stdin.as_raw_fd()];
+    nix::sys::socket::sendmsg::<()>(
+        stream.as_raw_fd(),
+        &[std::io::IoSlice::new(b"0")],
+        &[nix::sys::socket::ControlMessage::ScmRights(&fds)],
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .context("hand stdin to the back relay")?;
+    copy(&stream, std::io::stdout().lock())?;
+    let _ = back.wait();
+    Ok(())
+}
+
+/// The half-relay back: receives the host's stdin from the front and copies it to the server;
+/// the server's stdout goes to the socket, as in [`relay_back`].
+fn relay_back_half(args: &[String]) -> anyhow::Result<()> {
+    use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+    let (socket, server) = socket_and_server(args)?;
+    let listener = UnixListener::bind(Path::new(socket)).context("bind the relay socket")?;
+    let (mut child, stdin, stdout) = start_server(server)?;
+    let (stream, _) = listener.accept().context("accept the front relay")?;
+    let _ = std::fs::remove_file(socket);
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let message = nix::sys::socket::recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("receive the host's stdin")?;
+    let mut host = None;
+    for control in message.cmsgs().context("read the control message")? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = control {
+            // SAFETY: the kernel just installed these descriptors in this process for us; no
+            // one else owns them.
+            host = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    let host = std::fs::File::from(host.context("the front relay sent no descriptor")?);
+    let up = std::thread::spawn(move || copy(host, stdin));
+    copy(stdout, &stream)?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = up.join();
+    let _ = child.wait();
+    Ok(())
 }
 
 /// Connect to `socket`, which a process started a moment ago is about to listen on.

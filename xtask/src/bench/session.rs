@@ -195,14 +195,18 @@ struct FloorRun {
     echo_direct: Vec<Duration>,
     echo_floor: Vec<Duration>,
     echo_shoal: Vec<Duration>,
+    /// Behind the half-relay floor: requests from the host straight to the back relay.
+    echo_half: Vec<Duration>,
     /// CPU time of the two relay processes over every echo (warm-up included) and the count.
     /// Per process: `[front, back]`, that is `[front relay, back relay]` and `[proxy, daemon]`.
     cpu_floor: [Duration; 2],
     cpu_shoal: [Duration; 2],
+    cpu_half: [Duration; 2],
     echoes: usize,
     big_direct: Duration,
     big_floor: Duration,
     big_shoal: Duration,
+    big_half: Duration,
     /// Free run only: concurrent sessions through shoal, the multiplexer floor, and direct.
     many: Option<Many>,
 }
@@ -374,13 +378,20 @@ impl Bench {
         ])
     }
 
-    /// The two-relay floor in front of `server` (see [`peers`](super::peers)).
-    fn rust_relay(&self, server: &[OsString], label: &str) -> anyhow::Result<Command> {
+    /// The two-relay floor in front of `server` (see [`peers`](super::peers)); with `half`, the
+    /// half-relay floor (the front hands the host's stdin to the back).
+    fn rust_relay(&self, server: &[OsString], label: &str, half: bool) -> anyhow::Result<Command> {
         let xtask = std::env::current_exe().context("find the release xtask")?;
         let mut command = Command::new(xtask);
+        command.args(["bench-peer", "relay-front"]);
+        if half {
+            command.arg("--half");
+        }
         command
-            .args(["bench-peer", "relay-front"])
-            .arg(self.base.join(format!("{label}.sock")))
+            .arg(
+                self.base
+                    .join(format!("{label}{}.sock", if half { "-half" } else { "" })),
+            )
             .arg("--")
             .args(server);
         Ok(command)
@@ -464,7 +475,7 @@ impl Bench {
     }
 
     /// The floors of the design, in one run: the fast server spoken to directly, behind the
-    /// two-relay floor, and behind shoal, one session each; echo round trips (and the relays'
+    /// two-relay floor, behind shoal and behind the half-relay floor, one session each; echo round trips (and the relays'
     /// CPU time over them), then 1 MiB results. With `pinned`, every process and this thread run
     /// on CPU 0, so that the figures count work, not cross-CPU wake-ups.
     fn floors(&self, pinned: bool) -> anyhow::Result<FloorRun> {
@@ -500,12 +511,18 @@ impl Bench {
             let server = self.fast_server(label)?;
             let mut direct = vec![self.spawn(pin(self.direct(&server)), "fast direct".into())?];
             let mut floor =
-                vec![self.spawn(pin(self.rust_relay(&server, label)?), "floor".into())?];
+                vec![self.spawn(pin(self.rust_relay(&server, label, false)?), "floor".into())?];
+            let mut half = vec![self.spawn(
+                pin(self.rust_relay(&server, label, true)?),
+                "half floor".into(),
+            )?];
             let mut shoal = vec![self.spawn(pin(self.proxy(&server)), "fast proxy".into())?];
             initialize(&mut direct)?;
             initialize(&mut floor)?;
             initialize(&mut shoal)?;
+            initialize(&mut half)?;
             let floor_pids = [floor[0].pid(), child_of(floor[0].pid())?];
+            let half_pids = [half[0].pid(), child_of(half[0].pid())?];
             let shoal_pids = [shoal[0].pid(), self.daemon_pid(&server, 1)?];
             let mut run = FloorRun::default();
             for batch in 0..FLOOR_ECHO_ROUNDS / FLOOR_ECHO_BATCH {
@@ -520,6 +537,10 @@ impl Bench {
                 run.echo_shoal
                     .extend(exchange(&mut shoal, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
                 add_since(&mut run.cpu_shoal, before, cpu_times(&shoal_pids)?);
+                let before = cpu_times(&half_pids)?;
+                run.echo_half
+                    .extend(exchange(&mut half, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
+                add_since(&mut run.cpu_half, before, cpu_times(&half_pids)?);
                 run.echoes += warmup + FLOOR_ECHO_BATCH;
             }
             for batch in 0..BIG_ROUNDS / BIG_BATCH {
@@ -530,6 +551,7 @@ impl Bench {
                 run.big_direct += total(&mut direct)?;
                 run.big_floor += total(&mut floor)?;
                 run.big_shoal += total(&mut shoal)?;
+                run.big_half += total(&mut half)?;
             }
             if !pinned {
                 run.many = Some(self.many_sessions(&server, &mut shoal)?);
@@ -537,6 +559,7 @@ impl Bench {
             finish_all(direct)?;
             finish_all(floor)?;
             finish_all(shoal)?;
+            finish_all(half)?;
             Ok(run)
         })();
         if let Some(previous) = previous {
@@ -1425,6 +1448,7 @@ impl FloorRun {
                 "direct": latency(&self.echo_direct),
                 "two_relay_floor": latency(&self.echo_floor),
                 "shoal": latency(&self.echo_shoal),
+                "half_relay_floor": latency(&self.echo_half),
             },
             "relay_cpu_per_echo_us": {
                 "two_relay_floor": Self::cpu_per_echo_us(self.cpu_floor[0] + self.cpu_floor[1], self.echoes),
@@ -1433,11 +1457,15 @@ impl FloorRun {
                 "back_relay": Self::cpu_per_echo_us(self.cpu_floor[1], self.echoes),
                 "proxy": Self::cpu_per_echo_us(self.cpu_shoal[0], self.echoes),
                 "daemon": Self::cpu_per_echo_us(self.cpu_shoal[1], self.echoes),
+                "half_relay_floor": Self::cpu_per_echo_us(self.cpu_half[0] + self.cpu_half[1], self.echoes),
+                "half_front_relay": Self::cpu_per_echo_us(self.cpu_half[0], self.echoes),
+                "half_back_relay": Self::cpu_per_echo_us(self.cpu_half[1], self.echoes),
             },
             "results_1mib_mib_s": {
                 "direct": Self::big_mib_s(self.big_direct),
                 "two_relay_floor": Self::big_mib_s(self.big_floor),
                 "shoal": Self::big_mib_s(self.big_shoal),
+                "half_relay_floor": Self::big_mib_s(self.big_half),
             },
             "concurrent_requests_per_s": self.many.map(|many| json!({
                 "sessions": many.sessions,
@@ -1458,9 +1486,10 @@ impl FloorRun {
 }
 
 /// The floors table: shoal against the two-relay floor, both in front of the fast server, free
-/// and pinned to one CPU, with the fast server spoken to directly for reference.
+/// and pinned to one CPU, with the fast server spoken to directly and the half-relay floor (what
+/// the half one-relay design could reach) for reference.
 fn print_floors(f: &Figures) {
-    let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut rows: Vec<[String; 7]> = Vec::new();
     for (run, how) in [(&f.floors_free, "free"), (&f.floors_pinned, "pinned")] {
         for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
             let shoal = quantile_us(&run.echo_shoal, q);
@@ -1479,17 +1508,20 @@ fn print_floors(f: &Figures) {
                 format!("{floor:.1}"),
                 format!("{:.2}", shoal / floor),
                 format!("{:.1}", quantile_us(&run.echo_direct, q)),
+                format!("{:.1}", quantile_us(&run.echo_half, q)),
                 target,
             ]);
         }
         let shoal = FloorRun::cpu_per_echo_us(run.cpu_shoal[0] + run.cpu_shoal[1], run.echoes);
         let floor = FloorRun::cpu_per_echo_us(run.cpu_floor[0] + run.cpu_floor[1], run.echoes);
+        let half = FloorRun::cpu_per_echo_us(run.cpu_half[0] + run.cpu_half[1], run.echoes);
         rows.push([
             format!("relay CPU per echo, {how} (µs)"),
             format!("{shoal:.1}"),
             format!("{floor:.1}"),
             format!("{:.2}", shoal / floor),
             String::new(),
+            format!("{half:.1}"),
             format!(
                 "≤ {TARGET_FLOOR_CPU_RATIO}×: {}",
                 verdict(shoal / floor <= TARGET_FLOOR_CPU_RATIO)
@@ -1501,12 +1533,14 @@ fn print_floors(f: &Figures) {
         {
             let shoal = FloorRun::cpu_per_echo_us(run.cpu_shoal[n], run.echoes);
             let floor = FloorRun::cpu_per_echo_us(run.cpu_floor[n], run.echoes);
+            let half = FloorRun::cpu_per_echo_us(run.cpu_half[n], run.echoes);
             rows.push([
                 format!("  of which {which} (µs)"),
                 format!("{shoal:.1}"),
                 format!("{floor:.1}"),
                 format!("{:.2}", shoal / floor),
                 String::new(),
+                format!("{half:.1}"),
                 String::new(),
             ]);
         }
@@ -1520,6 +1554,7 @@ fn print_floors(f: &Figures) {
                 format!("{:.0}", many.floor),
                 format!("{:.2}", many.shoal / many.floor),
                 format!("{:.0}", many.direct),
+                String::new(),
                 format!(
                     "≥ {TARGET_FLOOR_MANY_SHARE}×: {}",
                     verdict(many.shoal / many.floor >= TARGET_FLOOR_MANY_SHARE)
@@ -1529,6 +1564,7 @@ fn print_floors(f: &Figures) {
                 "  the multiplexing process's CPU / wall time (daemon; mux-back)".to_owned(),
                 format!("{:.2}", many.shoal_busy),
                 format!("{:.2}", many.floor_busy),
+                String::new(),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -1553,6 +1589,7 @@ fn print_floors(f: &Figures) {
                     format!("{:.2}", us(shoal) / us(floor)),
                     String::new(),
                     String::new(),
+                    String::new(),
                 ]);
             }
         }
@@ -1564,6 +1601,7 @@ fn print_floors(f: &Figures) {
             format!("{floor:.0}"),
             format!("{:.2}", shoal / floor),
             format!("{:.0}", FloorRun::big_mib_s(run.big_direct)),
+            format!("{:.0}", FloorRun::big_mib_s(run.big_half)),
             format!(
                 "≥ {TARGET_FLOOR_BIG_SHARE}×: {}",
                 verdict(shoal / floor >= TARGET_FLOOR_BIG_SHARE)
@@ -1576,10 +1614,11 @@ fn print_floors(f: &Figures) {
         "two-relay floor",
         "shoal/floor",
         "direct",
+        "half-relay floor",
         "target",
     ];
     let mut text = format!(
-        "| {} |\n|---|---:|---:|---:|---:|---|\n",
+        "| {} |\n|---|---:|---:|---:|---:|---:|---|\n",
         header.join(" | ")
     );
     for row in &rows {
@@ -1590,7 +1629,9 @@ fn print_floors(f: &Figures) {
         println!(
             "\nthe floors: shoal vs two relay processes that copy bytes and parse nothing (pipe + \
              unix socket), both in front of a server that answers in microseconds; \"pinned\": \
-             every process on CPU 0; relay CPU: proxy + daemon vs the two relays\n"
+             every process on CPU 0; relay CPU: proxy + daemon vs the two relays; half-relay \
+             floor: the front hands the host's stdin to the back, so only answers cross it (the \
+             floor of a design not built, see docs/benchmarks.md)\n"
         );
         print!("{text}");
     }
