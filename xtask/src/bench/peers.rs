@@ -16,6 +16,11 @@
 //!   of the "half one-relay" design (`docs/benchmarks.md`): the front hands its stdin (the host's
 //!   pipe) to the back over the socket (`SCM_RIGHTS`), so requests go from the host straight to
 //!   the back and only answers cross the front. The same copies otherwise.
+//! - `relay-front --custody SOCKET -- SERVER...`: the half-relay floor with exact custody of the
+//!   host's bytes (`docs/benchmarks.md`, "Custody"): the back learns what the host sent with
+//!   `tee(2)` (a copy that leaves the bytes in the host's pipe), moves exactly those bytes into a
+//!   pipe the front holds with `splice(2)`, and only then writes them to the server; the front
+//!   drains that pipe before it writes each answer, as a proxy would read its ledger.
 
 use std::io::{BufRead as _, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -34,12 +39,18 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             relay_to(connect_within(socket)?, None)
         }
         Some("relay-front") if args.get(1).map(String::as_str) == Some("--half") => {
-            relay_front_half(&args[2..])
+            relay_front_half(&args[2..], false)
+        }
+        Some("relay-front") if args.get(1).map(String::as_str) == Some("--custody") => {
+            relay_front_half(&args[2..], true)
         }
         Some("relay-front") => relay_front(&args[1..]),
         Some("mux-back") => mux_back(&args[1..]),
         Some("relay-back") if args.get(1).map(String::as_str) == Some("--half") => {
-            relay_back_half(&args[2..])
+            relay_back_half(&args[2..], false)
+        }
+        Some("relay-back") if args.get(1).map(String::as_str) == Some("--custody") => {
+            relay_back_half(&args[2..], true)
         }
         Some("relay-back") => relay_back(&args[1..]),
         other => bail!("unknown bench peer {other:?}"),
@@ -67,20 +78,29 @@ fn relay_front(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The half-relay front: starts the back, hands it this process's stdin, copies the socket to
-/// stdout until the back closes it.
-fn relay_front_half(args: &[String]) -> anyhow::Result<()> {
+/// stdout until the back closes it. With `custody`, it also hands the back the writing end of a
+/// pipe of its own, the custody pipe, and empties that pipe before it writes each answer.
+fn relay_front_half(args: &[String], custody: bool) -> anyhow::Result<()> {
     use std::os::fd::AsRawFd as _;
     let (socket, server) = socket_and_server(args)?;
     let _ = std::fs::remove_file(socket);
+    let mode = if custody { "--custody" } else { "--half" };
     let mut back = Command::new(std::env::current_exe().context("find xtask")?)
-        .args(["bench-peer", "relay-back", "--half", socket, "--"])
+        .args(["bench-peer", "relay-back", mode, socket, "--"])
         .args(server)
         .stdin(Stdio::null())
         .spawn()
         .context("start the back relay")?;
     let stream = connect_within(socket)?;
     let stdin = std::io::stdin();
-    let fds = [stdin.as_raw_fd()];
+    let pipe = if custody {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        Some((std::fs::File::from(read), write))
+    } else {
+        None
+    };
+    let mut fds = vec![stdin.as_raw_fd()];
+    fds.extend(pipe.as_ref().map(|(_, write)| write.as_raw_fd()));
     nix::sys::socket::sendmsg::<()>(
         stream.as_raw_fd(),
         &[std::io::IoSlice::new(b"0")],
@@ -89,14 +109,55 @@ fn relay_front_half(args: &[String]) -> anyhow::Result<()> {
         None,
     )
     .context("hand stdin to the back relay")?;
-    copy(&stream, std::io::stdout().lock())?;
+    match pipe {
+        None => copy(&stream, std::io::stdout().lock())?,
+        Some((custody, write)) => {
+            drop(write);
+            nix::fcntl::fcntl(
+                &custody,
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            )?;
+            answers_after_custody(&stream, custody)?;
+        }
+    }
     let _ = back.wait();
     Ok(())
 }
 
+/// Copy `stream` to stdout, emptying `custody` (non-blocking) before each write: what a proxy
+/// would read into its ledger, here only counted.
+fn answers_after_custody(
+    mut stream: &UnixStream,
+    mut custody: std::fs::File,
+) -> anyhow::Result<()> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut ledger = vec![0u8; 64 * 1024];
+    let mut stdout = std::io::stdout().lock();
+    loop {
+        let read = match stream.read(&mut buffer) {
+            Ok(0) => return Ok(()),
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error.into()),
+        };
+        loop {
+            match custody.read(&mut ledger) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        stdout.write_all(&buffer[..read])?;
+        stdout.flush()?;
+    }
+}
+
 /// The half-relay back: receives the host's stdin from the front and copies it to the server;
-/// the server's stdout goes to the socket, as in [`relay_back`].
-fn relay_back_half(args: &[String]) -> anyhow::Result<()> {
+/// the server's stdout goes to the socket, as in [`relay_back`]. With `custody`, it also receives
+/// the custody pipe and moves every byte it takes from the host into it (see [`custody_copy`]).
+fn relay_back_half(args: &[String], custody: bool) -> anyhow::Result<()> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
     let (socket, server) = socket_and_server(args)?;
     let listener = UnixListener::bind(Path::new(socket)).context("bind the relay socket")?;
@@ -105,7 +166,7 @@ fn relay_back_half(args: &[String]) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(socket);
     let mut byte = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
     let message = nix::sys::socket::recvmsg::<()>(
         stream.as_raw_fd(),
         &mut iov,
@@ -113,21 +174,70 @@ fn relay_back_half(args: &[String]) -> anyhow::Result<()> {
         nix::sys::socket::MsgFlags::MSG_CMSG_CLOEXEC,
     )
     .context("receive the host's stdin")?;
-    let mut host = None;
+    let mut fds = Vec::new();
     for control in message.cmsgs().context("read the control message")? {
-        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = control {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(received) = control {
             // SAFETY: the kernel just installed these descriptors in this process for us; no
             // one else owns them.
-            host = fds.first().map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) });
+            fds.extend(
+                received
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
-    let host = std::fs::File::from(host.context("the front relay sent no descriptor")?);
-    let up = std::thread::spawn(move || copy(host, stdin));
+    let mut fds = fds.into_iter();
+    let host = fds.next().context("the front relay sent no descriptor")?;
+    let up = if custody {
+        let pipe = fds.next().context("the front relay sent no custody pipe")?;
+        std::thread::spawn(move || custody_copy(host, pipe, stdin))
+    } else {
+        std::thread::spawn(move || copy(std::fs::File::from(host), stdin))
+    };
     copy(stdout, &stream)?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let _ = up.join();
     let _ = child.wait();
     Ok(())
+}
+
+/// Copy the host's pipe to the server with exact custody: `tee(2)` copies what the host sent
+/// into a private pipe without taking it from the host's pipe; `splice(2)` then moves exactly
+/// those bytes into the custody pipe, and only then do they go to the server. Had this process
+/// died before the move, the bytes would still be in the host's pipe for whoever reads it next;
+/// after it, the front finds them in the custody pipe. No byte is in neither or in both.
+fn custody_copy(
+    host: std::os::fd::OwnedFd,
+    custody: std::os::fd::OwnedFd,
+    mut to: impl Write,
+) -> std::io::Result<()> {
+    use nix::fcntl::SpliceFFlags;
+    let (private_read, private_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let mut private_read = std::fs::File::from(private_read);
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let copied =
+            match nix::fcntl::tee(&host, &private_write, buffer.len(), SpliceFFlags::empty()) {
+                Ok(0) => return Ok(()),
+                Ok(copied) => copied,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(error) => return Err(error.into()),
+            };
+        private_read.read_exact(&mut buffer[..copied])?;
+        let mut moved = 0;
+        while moved < copied {
+            moved += nix::fcntl::splice(
+                &host,
+                None,
+                &custody,
+                None,
+                copied - moved,
+                SpliceFFlags::empty(),
+            )?;
+        }
+        to.write_all(&buffer[..copied])?;
+        to.flush()?;
+    }
 }
 
 /// Connect to `socket`, which a process started a moment ago is about to listen on.

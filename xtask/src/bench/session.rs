@@ -189,24 +189,28 @@ struct Figures {
     floors_pinned: FloorRun,
 }
 
+/// The half-relay floors' `relay-front` modes, in the order of [`FloorRun::echo_half`].
+const HALF_MODES: [&str; 2] = ["--half", "--custody"];
+
 /// One run of the floors (see [`Bench::floors`]).
 #[derive(Default)]
 struct FloorRun {
     echo_direct: Vec<Duration>,
     echo_floor: Vec<Duration>,
     echo_shoal: Vec<Duration>,
-    /// Behind the half-relay floor: requests from the host straight to the back relay.
-    echo_half: Vec<Duration>,
+    /// Behind the half-relay floors, `[without custody, with custody]` (see
+    /// [`peers`](super::peers)): requests from the host straight to the back relay.
+    echo_half: [Vec<Duration>; 2],
     /// CPU time of the two relay processes over every echo (warm-up included) and the count.
     /// Per process: `[front, back]`, that is `[front relay, back relay]` and `[proxy, daemon]`.
     cpu_floor: [Duration; 2],
     cpu_shoal: [Duration; 2],
-    cpu_half: [Duration; 2],
+    cpu_half: [[Duration; 2]; 2],
     echoes: usize,
     big_direct: Duration,
     big_floor: Duration,
     big_shoal: Duration,
-    big_half: Duration,
+    big_half: [Duration; 2],
     /// Free run only: concurrent sessions through shoal, the multiplexer floor, and direct.
     many: Option<Many>,
 }
@@ -378,19 +382,22 @@ impl Bench {
         ])
     }
 
-    /// The two-relay floor in front of `server` (see [`peers`](super::peers)); with `half`, the
-    /// half-relay floor (the front hands the host's stdin to the back).
-    fn rust_relay(&self, server: &[OsString], label: &str, half: bool) -> anyhow::Result<Command> {
+    /// The two-relay floor in front of `server` (see [`peers`](super::peers)); with `mode`
+    /// `--half` or `--custody`, a half-relay floor (the front hands the host's stdin to the back).
+    fn rust_relay(
+        &self,
+        server: &[OsString],
+        label: &str,
+        mode: Option<&str>,
+    ) -> anyhow::Result<Command> {
         let xtask = std::env::current_exe().context("find the release xtask")?;
         let mut command = Command::new(xtask);
         command.args(["bench-peer", "relay-front"]);
-        if half {
-            command.arg("--half");
-        }
+        command.args(mode);
         command
             .arg(
                 self.base
-                    .join(format!("{label}{}.sock", if half { "-half" } else { "" })),
+                    .join(format!("{label}{}.sock", mode.unwrap_or_default())),
             )
             .arg("--")
             .args(server);
@@ -511,18 +518,24 @@ impl Bench {
             let server = self.fast_server(label)?;
             let mut direct = vec![self.spawn(pin(self.direct(&server)), "fast direct".into())?];
             let mut floor =
-                vec![self.spawn(pin(self.rust_relay(&server, label, false)?), "floor".into())?];
-            let mut half = vec![self.spawn(
-                pin(self.rust_relay(&server, label, true)?),
-                "half floor".into(),
-            )?];
+                vec![self.spawn(pin(self.rust_relay(&server, label, None)?), "floor".into())?];
+            let mut halves = Vec::new();
+            for mode in HALF_MODES {
+                halves.push(vec![self.spawn(
+                    pin(self.rust_relay(&server, label, Some(mode))?),
+                    format!("floor {mode}"),
+                )?]);
+            }
             let mut shoal = vec![self.spawn(pin(self.proxy(&server)), "fast proxy".into())?];
             initialize(&mut direct)?;
             initialize(&mut floor)?;
             initialize(&mut shoal)?;
-            initialize(&mut half)?;
+            let mut half_pids = Vec::new();
+            for half in &mut halves {
+                initialize(half)?;
+                half_pids.push([half[0].pid(), child_of(half[0].pid())?]);
+            }
             let floor_pids = [floor[0].pid(), child_of(floor[0].pid())?];
-            let half_pids = [half[0].pid(), child_of(half[0].pid())?];
             let shoal_pids = [shoal[0].pid(), self.daemon_pid(&server, 1)?];
             let mut run = FloorRun::default();
             for batch in 0..FLOOR_ECHO_ROUNDS / FLOOR_ECHO_BATCH {
@@ -537,10 +550,11 @@ impl Bench {
                 run.echo_shoal
                     .extend(exchange(&mut shoal, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
                 add_since(&mut run.cpu_shoal, before, cpu_times(&shoal_pids)?);
-                let before = cpu_times(&half_pids)?;
-                run.echo_half
-                    .extend(exchange(&mut half, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
-                add_since(&mut run.cpu_half, before, cpu_times(&half_pids)?);
+                for (n, half) in halves.iter_mut().enumerate() {
+                    let before = cpu_times(&half_pids[n])?;
+                    run.echo_half[n].extend(exchange(half, warmup, FLOOR_ECHO_BATCH, &Echo)?.times);
+                    add_since(&mut run.cpu_half[n], before, cpu_times(&half_pids[n])?);
+                }
                 run.echoes += warmup + FLOOR_ECHO_BATCH;
             }
             for batch in 0..BIG_ROUNDS / BIG_BATCH {
@@ -551,7 +565,9 @@ impl Bench {
                 run.big_direct += total(&mut direct)?;
                 run.big_floor += total(&mut floor)?;
                 run.big_shoal += total(&mut shoal)?;
-                run.big_half += total(&mut half)?;
+                for (n, half) in halves.iter_mut().enumerate() {
+                    run.big_half[n] += total(half)?;
+                }
             }
             if !pinned {
                 run.many = Some(self.many_sessions(&server, &mut shoal)?);
@@ -559,7 +575,9 @@ impl Bench {
             finish_all(direct)?;
             finish_all(floor)?;
             finish_all(shoal)?;
-            finish_all(half)?;
+            for half in halves {
+                finish_all(half)?;
+            }
             Ok(run)
         })();
         if let Some(previous) = previous {
@@ -1448,7 +1466,8 @@ impl FloorRun {
                 "direct": latency(&self.echo_direct),
                 "two_relay_floor": latency(&self.echo_floor),
                 "shoal": latency(&self.echo_shoal),
-                "half_relay_floor": latency(&self.echo_half),
+                "half_relay_floor": latency(&self.echo_half[0]),
+                "half_relay_floor_custody": latency(&self.echo_half[1]),
             },
             "relay_cpu_per_echo_us": {
                 "two_relay_floor": Self::cpu_per_echo_us(self.cpu_floor[0] + self.cpu_floor[1], self.echoes),
@@ -1457,15 +1476,19 @@ impl FloorRun {
                 "back_relay": Self::cpu_per_echo_us(self.cpu_floor[1], self.echoes),
                 "proxy": Self::cpu_per_echo_us(self.cpu_shoal[0], self.echoes),
                 "daemon": Self::cpu_per_echo_us(self.cpu_shoal[1], self.echoes),
-                "half_relay_floor": Self::cpu_per_echo_us(self.cpu_half[0] + self.cpu_half[1], self.echoes),
-                "half_front_relay": Self::cpu_per_echo_us(self.cpu_half[0], self.echoes),
-                "half_back_relay": Self::cpu_per_echo_us(self.cpu_half[1], self.echoes),
+                "half_relay_floor": Self::cpu_per_echo_us(self.cpu_half[0][0] + self.cpu_half[0][1], self.echoes),
+                "half_front_relay": Self::cpu_per_echo_us(self.cpu_half[0][0], self.echoes),
+                "half_back_relay": Self::cpu_per_echo_us(self.cpu_half[0][1], self.echoes),
+                "half_relay_floor_custody": Self::cpu_per_echo_us(self.cpu_half[1][0] + self.cpu_half[1][1], self.echoes),
+                "half_front_relay_custody": Self::cpu_per_echo_us(self.cpu_half[1][0], self.echoes),
+                "half_back_relay_custody": Self::cpu_per_echo_us(self.cpu_half[1][1], self.echoes),
             },
             "results_1mib_mib_s": {
                 "direct": Self::big_mib_s(self.big_direct),
                 "two_relay_floor": Self::big_mib_s(self.big_floor),
                 "shoal": Self::big_mib_s(self.big_shoal),
-                "half_relay_floor": Self::big_mib_s(self.big_half),
+                "half_relay_floor": Self::big_mib_s(self.big_half[0]),
+                "half_relay_floor_custody": Self::big_mib_s(self.big_half[1]),
             },
             "concurrent_requests_per_s": self.many.map(|many| json!({
                 "sessions": many.sessions,
@@ -1508,20 +1531,26 @@ fn print_floors(f: &Figures) {
                 format!("{floor:.1}"),
                 format!("{:.2}", shoal / floor),
                 format!("{:.1}", quantile_us(&run.echo_direct, q)),
-                format!("{:.1}", quantile_us(&run.echo_half, q)),
+                format!(
+                    "{:.1} / {:.1}",
+                    quantile_us(&run.echo_half[0], q),
+                    quantile_us(&run.echo_half[1], q)
+                ),
                 target,
             ]);
         }
         let shoal = FloorRun::cpu_per_echo_us(run.cpu_shoal[0] + run.cpu_shoal[1], run.echoes);
         let floor = FloorRun::cpu_per_echo_us(run.cpu_floor[0] + run.cpu_floor[1], run.echoes);
-        let half = FloorRun::cpu_per_echo_us(run.cpu_half[0] + run.cpu_half[1], run.echoes);
+        let half = run
+            .cpu_half
+            .map(|[front, back]| FloorRun::cpu_per_echo_us(front + back, run.echoes));
         rows.push([
             format!("relay CPU per echo, {how} (µs)"),
             format!("{shoal:.1}"),
             format!("{floor:.1}"),
             format!("{:.2}", shoal / floor),
             String::new(),
-            format!("{half:.1}"),
+            format!("{:.1} / {:.1}", half[0], half[1]),
             format!(
                 "≤ {TARGET_FLOOR_CPU_RATIO}×: {}",
                 verdict(shoal / floor <= TARGET_FLOOR_CPU_RATIO)
@@ -1533,14 +1562,16 @@ fn print_floors(f: &Figures) {
         {
             let shoal = FloorRun::cpu_per_echo_us(run.cpu_shoal[n], run.echoes);
             let floor = FloorRun::cpu_per_echo_us(run.cpu_floor[n], run.echoes);
-            let half = FloorRun::cpu_per_echo_us(run.cpu_half[n], run.echoes);
+            let half = run
+                .cpu_half
+                .map(|cpu| FloorRun::cpu_per_echo_us(cpu[n], run.echoes));
             rows.push([
                 format!("  of which {which} (µs)"),
                 format!("{shoal:.1}"),
                 format!("{floor:.1}"),
                 format!("{:.2}", shoal / floor),
                 String::new(),
-                format!("{half:.1}"),
+                format!("{:.1} / {:.1}", half[0], half[1]),
                 String::new(),
             ]);
         }
@@ -1601,7 +1632,11 @@ fn print_floors(f: &Figures) {
             format!("{floor:.0}"),
             format!("{:.2}", shoal / floor),
             format!("{:.0}", FloorRun::big_mib_s(run.big_direct)),
-            format!("{:.0}", FloorRun::big_mib_s(run.big_half)),
+            format!(
+                "{:.0} / {:.0}",
+                FloorRun::big_mib_s(run.big_half[0]),
+                FloorRun::big_mib_s(run.big_half[1])
+            ),
             format!(
                 "≥ {TARGET_FLOOR_BIG_SHARE}×: {}",
                 verdict(shoal / floor >= TARGET_FLOOR_BIG_SHARE)
@@ -1614,7 +1649,7 @@ fn print_floors(f: &Figures) {
         "two-relay floor",
         "shoal/floor",
         "direct",
-        "half-relay floor",
+        "half-relay floor / with custody",
         "target",
     ];
     let mut text = format!(
@@ -1630,8 +1665,9 @@ fn print_floors(f: &Figures) {
             "\nthe floors: shoal vs two relay processes that copy bytes and parse nothing (pipe + \
              unix socket), both in front of a server that answers in microseconds; \"pinned\": \
              every process on CPU 0; relay CPU: proxy + daemon vs the two relays; half-relay \
-             floor: the front hands the host's stdin to the back, so only answers cross it (the \
-             floor of a design not built, see docs/benchmarks.md)\n"
+             floor: the front hands the host's stdin to the back, so only answers cross it, without and \
+             with exact custody of the host's bytes (the floor of a design not built, see \
+             docs/benchmarks.md)\n"
         );
         print!("{text}");
     }
