@@ -66,8 +66,8 @@ enum Task {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
-    /// A process `cargo xtask bench session` measures against (the fast server, the two-relay
-    /// floor). Not for humans.
+    /// A process `cargo xtask bench session` measures against (the fast server, the two-relay,
+    /// half-relay and multiplexer floors; see `bench/peers.rs`). Not for humans.
     #[command(hide = true)]
     BenchPeer {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
