@@ -38,21 +38,15 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
             let socket = args.get(2).context("relay-front --connect SOCKET")?;
             relay_to(connect_within(socket)?, None)
         }
-        Some("relay-front") if args.get(1).map(String::as_str) == Some("--half") => {
-            relay_front_half(&args[2..], false)
+        Some("relay-front") => {
+            let (relay, args) = Relay::parse(&args[1..]);
+            relay_front(relay, args)
         }
-        Some("relay-front") if args.get(1).map(String::as_str) == Some("--custody") => {
-            relay_front_half(&args[2..], true)
-        }
-        Some("relay-front") => relay_front(&args[1..]),
         Some("mux-back") => mux_back(&args[1..]),
-        Some("relay-back") if args.get(1).map(String::as_str) == Some("--half") => {
-            relay_back_half(&args[2..], false)
+        Some("relay-back") => {
+            let (relay, args) = Relay::parse(&args[1..]);
+            relay_back(relay, args)
         }
-        Some("relay-back") if args.get(1).map(String::as_str) == Some("--custody") => {
-            relay_back_half(&args[2..], true)
-        }
-        Some("relay-back") => relay_back(&args[1..]),
         other => bail!("unknown bench peer {other:?}"),
     }
 }
@@ -65,35 +59,56 @@ fn socket_and_server(args: &[String]) -> anyhow::Result<(&str, &[String])> {
     }
 }
 
-fn relay_front(args: &[String]) -> anyhow::Result<()> {
-    let (socket, server) = socket_and_server(args)?;
-    let _ = std::fs::remove_file(socket);
-    let back = Command::new(std::env::current_exe().context("find xtask")?)
-        .args(["bench-peer", "relay-back", socket, "--"])
-        .args(server)
-        .stdin(Stdio::null())
-        .spawn()
-        .context("start the back relay")?;
-    relay_to(connect_within(socket)?, Some(back))
+/// How requests reach the back relay (see the module docs): through the front (the two-relay
+/// floor), or from the host's stdin, which the front hands over, without or with custody.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    Two,
+    Half,
+    Custody,
 }
 
-/// The half-relay front: starts the back, hands it this process's stdin, copies the socket to
-/// stdout until the back closes it. With `custody`, it also hands the back the writing end of a
-/// pipe of its own, the custody pipe, and empties that pipe before it writes each answer.
-fn relay_front_half(args: &[String], custody: bool) -> anyhow::Result<()> {
+impl Relay {
+    /// `[--half | --custody] REST...`: the mode and the rest.
+    fn parse(args: &[String]) -> (Relay, &[String]) {
+        match args.first().map(String::as_str) {
+            Some("--half") => (Relay::Half, &args[1..]),
+            Some("--custody") => (Relay::Custody, &args[1..]),
+            _ => (Relay::Two, args),
+        }
+    }
+
+    fn flag(self) -> Option<&'static str> {
+        match self {
+            Relay::Two => None,
+            Relay::Half => Some("--half"),
+            Relay::Custody => Some("--custody"),
+        }
+    }
+}
+
+/// The front relay: starts the back in the same mode and connects to it. Two relays: copies
+/// stdin to the socket and the socket to stdout. Otherwise it hands the back its stdin (and,
+/// with custody, the writing end of a pipe of its own, the custody pipe, which it empties before
+/// it writes each answer) and copies the socket to stdout until the back closes it.
+fn relay_front(relay: Relay, args: &[String]) -> anyhow::Result<()> {
     use std::os::fd::AsRawFd as _;
     let (socket, server) = socket_and_server(args)?;
     let _ = std::fs::remove_file(socket);
-    let mode = if custody { "--custody" } else { "--half" };
     let mut back = Command::new(std::env::current_exe().context("find xtask")?)
-        .args(["bench-peer", "relay-back", mode, socket, "--"])
+        .args(["bench-peer", "relay-back"])
+        .args(relay.flag())
+        .args([socket, "--"])
         .args(server)
         .stdin(Stdio::null())
         .spawn()
         .context("start the back relay")?;
     let stream = connect_within(socket)?;
+    if relay == Relay::Two {
+        return relay_to(stream, Some(back));
+    }
     let stdin = std::io::stdin();
-    let pipe = if custody {
+    let pipe = if relay == Relay::Custody {
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         Some((std::fs::File::from(read), write))
     } else {
@@ -154,16 +169,9 @@ fn answers_after_custody(
     }
 }
 
-/// The half-relay back: receives the host's stdin from the front and copies it to the server;
-/// the server's stdout goes to the socket, as in [`relay_back`]. With `custody`, it also receives
-/// the custody pipe and moves every byte it takes from the host into it (see [`custody_copy`]).
-fn relay_back_half(args: &[String], custody: bool) -> anyhow::Result<()> {
+/// The descriptors the front relay sent over `stream` (see [`relay_front`]).
+fn receive_fds(stream: &UnixStream) -> anyhow::Result<Vec<std::os::fd::OwnedFd>> {
     use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
-    let (socket, server) = socket_and_server(args)?;
-    let listener = UnixListener::bind(Path::new(socket)).context("bind the relay socket")?;
-    let (mut child, stdin, stdout) = start_server(server)?;
-    let (stream, _) = listener.accept().context("accept the front relay")?;
-    let _ = std::fs::remove_file(socket);
     let mut byte = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 2]);
@@ -186,19 +194,7 @@ fn relay_back_half(args: &[String], custody: bool) -> anyhow::Result<()> {
             );
         }
     }
-    let mut fds = fds.into_iter();
-    let host = fds.next().context("the front relay sent no descriptor")?;
-    let up = if custody {
-        let pipe = fds.next().context("the front relay sent no custody pipe")?;
-        std::thread::spawn(move || custody_copy(host, pipe, stdin))
-    } else {
-        std::thread::spawn(move || copy(std::fs::File::from(host), stdin))
-    };
-    copy(stdout, &stream)?;
-    let _ = stream.shutdown(std::net::Shutdown::Write);
-    let _ = up.join();
-    let _ = child.wait();
-    Ok(())
+    Ok(fds)
 }
 
 /// Copy the host's pipe to the server with exact custody: `tee(2)` copies what the host sent
@@ -377,14 +373,28 @@ fn mux_back(args: &[String]) -> anyhow::Result<()> {
     }
 }
 
-fn relay_back(args: &[String]) -> anyhow::Result<()> {
+/// The back relay: starts the server and copies its stdout to the socket. The requests come
+/// from the socket (two relays) or from the host's stdin the front hands over, moved through
+/// the custody pipe first with custody (see [`custody_copy`]).
+fn relay_back(relay: Relay, args: &[String]) -> anyhow::Result<()> {
     let (socket, server) = socket_and_server(args)?;
     let listener = UnixListener::bind(Path::new(socket)).context("bind the relay socket")?;
     let (mut child, stdin, stdout) = start_server(server)?;
     let (stream, _) = listener.accept().context("accept the front relay")?;
     let _ = std::fs::remove_file(socket);
-    let from_front = stream.try_clone()?;
-    let up = std::thread::spawn(move || copy(from_front, stdin));
+    let up = if relay == Relay::Two {
+        let from_front = stream.try_clone()?;
+        std::thread::spawn(move || copy(from_front, stdin))
+    } else {
+        let mut fds = receive_fds(&stream)?.into_iter();
+        let host = fds.next().context("the front relay sent no descriptor")?;
+        if relay == Relay::Custody {
+            let pipe = fds.next().context("the front relay sent no custody pipe")?;
+            std::thread::spawn(move || custody_copy(host, pipe, stdin))
+        } else {
+            std::thread::spawn(move || copy(std::fs::File::from(host), stdin))
+        }
+    };
     copy(stdout, &stream)?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
     let _ = up.join();
