@@ -202,24 +202,43 @@ fn receive_fds(stream: &UnixStream) -> anyhow::Result<Vec<std::os::fd::OwnedFd>>
 /// those bytes into the custody pipe, and only then do they go to the server. Had this process
 /// died before the move, the bytes would still be in the host's pipe for whoever reads it next;
 /// after it, the front finds them in the custody pipe. No byte is in neither or in both.
+///
+/// A host's stdin may be a socket instead (a Node host's is): `tee` takes pipes only, so the
+/// bytes are read with `recv(MSG_PEEK)`, which leaves them in the socket, and moved from the
+/// socket with the same `splice`. Either way this process is the only reader while it runs, so
+/// what the move takes is what was read.
 fn custody_copy(
     host: std::os::fd::OwnedFd,
     custody: std::os::fd::OwnedFd,
     mut to: impl Write,
 ) -> std::io::Result<()> {
     use nix::fcntl::SpliceFFlags;
+    use nix::sys::stat::SFlag;
+    use std::os::fd::AsRawFd as _;
+    let kind = SFlag::from_bits_truncate(nix::sys::stat::fstat(&host)?.st_mode) & SFlag::S_IFMT;
+    let socket = kind == SFlag::S_IFSOCK;
     let (private_read, private_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let mut private_read = std::fs::File::from(private_read);
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        let copied =
-            match nix::fcntl::tee(&host, &private_write, buffer.len(), SpliceFFlags::empty()) {
-                Ok(0) => return Ok(()),
-                Ok(copied) => copied,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(error) => return Err(error.into()),
-            };
-        private_read.read_exact(&mut buffer[..copied])?;
+        let copied = if socket {
+            nix::sys::socket::recv(
+                host.as_raw_fd(),
+                &mut buffer,
+                nix::sys::socket::MsgFlags::MSG_PEEK,
+            )
+        } else {
+            nix::fcntl::tee(&host, &private_write, buffer.len(), SpliceFFlags::empty())
+        };
+        let copied = match copied {
+            Ok(0) => return Ok(()),
+            Ok(copied) => copied,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(error) => return Err(error.into()),
+        };
+        if !socket {
+            private_read.read_exact(&mut buffer[..copied])?;
+        }
         let mut moved = 0;
         while moved < copied {
             moved += nix::fcntl::splice(

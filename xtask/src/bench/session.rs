@@ -38,8 +38,9 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::os::fd::AsFd as _;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -187,6 +188,8 @@ struct Figures {
     /// The fast server: direct, behind the two-relay floor, behind shoal; free and pinned.
     floors_free: FloorRun,
     floors_pinned: FloorRun,
+    /// The same, pinned, with every session's stdio on sockets ([`HostStdio::Sockets`]).
+    floors_pinned_socket: FloorRun,
 }
 
 /// The half-relay floors' `relay-front` modes, in the order of [`FloorRun::echo_half`].
@@ -335,7 +338,7 @@ impl Bench {
     }
 
     fn spawn(&self, command: Command, name: String) -> anyhow::Result<Peer> {
-        Peer::spawn(command, name, &self.stderr)
+        Peer::spawn(command, name, &self.stderr, HostStdio::Pipes)
     }
 
     fn daemon_pid(&self, server: &[OsString], sessions: usize) -> anyhow::Result<u32> {
@@ -364,8 +367,9 @@ impl Bench {
         let mut figures = Figures::default();
         self.attach(&mut figures)?;
         self.steady(&mut figures)?;
-        figures.floors_free = self.floors(false)?;
-        figures.floors_pinned = self.floors(true)?;
+        figures.floors_free = self.floors(false, HostStdio::Pipes)?;
+        figures.floors_pinned = self.floors(true, HostStdio::Pipes)?;
+        figures.floors_pinned_socket = self.floors(true, HostStdio::Sockets)?;
         Ok(figures)
     }
 
@@ -485,13 +489,26 @@ impl Bench {
     /// two-relay floor, behind shoal and behind the half-relay floor, one session each; echo round trips (and the relays'
     /// CPU time over them), then 1 MiB results. With `pinned`, every process and this thread run
     /// on CPU 0, so that the figures count work, not cross-CPU wake-ups.
-    fn floors(&self, pinned: bool) -> anyhow::Result<FloorRun> {
-        let label = if pinned { "fast-pinned" } else { "fast-free" };
+    fn floors(&self, pinned: bool, stdio: HostStdio) -> anyhow::Result<FloorRun> {
+        let label = match (pinned, stdio) {
+            (false, HostStdio::Pipes) => "fast-free",
+            (true, HostStdio::Pipes) => "fast-pinned",
+            (false, HostStdio::Sockets) => "fast-free-socket",
+            (true, HostStdio::Sockets) => "fast-pinned-socket",
+        };
         say(&format!(
-            "bench session: the floors, {} ({FLOOR_ECHO_ROUNDS} echoes and {BIG_ROUNDS} 1 MiB \
+            "bench session: the floors, {}{} ({FLOOR_ECHO_ROUNDS} echoes and {BIG_ROUNDS} 1 MiB \
              results each side)",
-            if pinned { "pinned to CPU 0" } else { "free" }
+            if pinned { "pinned to CPU 0" } else { "free" },
+            if stdio == HostStdio::Sockets {
+                ", stdio on sockets"
+            } else {
+                ""
+            }
         ));
+        let spawn = |command: Command, name: String| -> anyhow::Result<Peer> {
+            Peer::spawn(command, name, &self.stderr, stdio)
+        };
         let pin = |command: Command| -> Command {
             if !pinned {
                 return command;
@@ -516,17 +533,19 @@ impl Bench {
         };
         let outcome = (|| {
             let server = self.fast_server(label)?;
-            let mut direct = vec![self.spawn(pin(self.direct(&server)), "fast direct".into())?];
-            let mut floor =
-                vec![self.spawn(pin(self.rust_relay(&server, label, None)?), "floor".into())?];
+            let mut direct = vec![spawn(pin(self.direct(&server)), "fast direct".into())?];
+            let mut floor = vec![spawn(
+                pin(self.rust_relay(&server, label, None)?),
+                "floor".into(),
+            )?];
             let mut halves = Vec::new();
             for mode in HALF_MODES {
-                halves.push(vec![self.spawn(
+                halves.push(vec![spawn(
                     pin(self.rust_relay(&server, label, Some(mode))?),
                     format!("floor {mode}"),
                 )?]);
             }
-            let mut shoal = vec![self.spawn(pin(self.proxy(&server)), "fast proxy".into())?];
+            let mut shoal = vec![spawn(pin(self.proxy(&server)), "fast proxy".into())?];
             initialize(&mut direct)?;
             initialize(&mut floor)?;
             initialize(&mut shoal)?;
@@ -569,7 +588,7 @@ impl Bench {
                     run.big_half[n] += total(half)?;
                 }
             }
-            if !pinned {
+            if !pinned && stdio == HostStdio::Pipes {
                 run.many = Some(self.many_sessions(&server, &mut shoal)?);
             }
             finish_all(direct)?;
@@ -1098,13 +1117,24 @@ fn response_id(line: &[u8]) -> Option<u64> {
     None
 }
 
+/// What a [`Peer`]'s stdin and stdout are: pipes, as a host written in Rust or Python gives a
+/// server, or a socket pair each, as a Node host does (libuv makes a child's stdio from socket
+/// pairs). The half-relay floors take requests from it by different calls (see
+/// [`peers`](super::peers)), and the proxy reads a socket through another path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HostStdio {
+    Pipes,
+    Sockets,
+}
+
 /// One process we speak MCP to over its stdio: a direct fixture or a `shoal proxy`.
 struct Peer {
     name: String,
     child: Child,
-    stdin: Option<ChildStdin>,
-    /// Non-blocking, polled by [`exchange`].
-    stdout: ChildStdout,
+    /// Our end of its stdin, a pipe or a socket ([`HostStdio`]).
+    stdin: Option<File>,
+    /// Our end of its stdout; non-blocking, polled by [`exchange`].
+    stdout: File,
     spawned: Instant,
     /// `buf[head..filled]` is read and not yet consumed; `buf[head..scanned]` has no newline.
     buf: Vec<u8>,
@@ -1118,16 +1148,39 @@ struct Peer {
 }
 
 impl Peer {
-    fn spawn(mut command: Command, name: String, stderr: &File) -> anyhow::Result<Peer> {
+    fn spawn(
+        mut command: Command,
+        name: String,
+        stderr: &File,
+        stdio: HostStdio,
+    ) -> anyhow::Result<Peer> {
         let spawned = Instant::now();
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr.try_clone()?))
-            .spawn()
-            .with_context(|| format!("spawn {name}: {command:?}"))?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            bail!("{name}: stdio not piped");
+        command.stderr(Stdio::from(stderr.try_clone()?));
+        let (child, stdin, stdout) = match stdio {
+            HostStdio::Pipes => {
+                let mut child = command
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .with_context(|| format!("spawn {name}: {command:?}"))?;
+                let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                    bail!("{name}: stdio not piped");
+                };
+                let stdin = File::from(std::os::fd::OwnedFd::from(stdin));
+                (child, stdin, File::from(std::os::fd::OwnedFd::from(stdout)))
+            }
+            HostStdio::Sockets => {
+                // As libuv gives a child: a socket pair per descriptor.
+                let (stdin, child_stdin) = UnixStream::pair()?;
+                let (stdout, child_stdout) = UnixStream::pair()?;
+                let child = command
+                    .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_stdin)))
+                    .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_stdout)))
+                    .spawn()
+                    .with_context(|| format!("spawn {name}: {command:?}"))?;
+                let stdin = File::from(std::os::fd::OwnedFd::from(stdin));
+                (child, stdin, File::from(std::os::fd::OwnedFd::from(stdout)))
+            }
         };
         let flags = fcntl(&stdout, FcntlArg::F_GETFL)?;
         fcntl(
@@ -1441,6 +1494,7 @@ impl Figures {
             "floors": {
                 "free": self.floors_free.to_json(),
                 "pinned_to_one_cpu": self.floors_pinned.to_json(),
+                "pinned_to_one_cpu_socket_stdio": self.floors_pinned_socket.to_json(),
             },
         })
     }
@@ -1513,7 +1567,11 @@ impl FloorRun {
 /// the half one-relay design could reach) for reference.
 fn print_floors(f: &Figures) {
     let mut rows: Vec<[String; 7]> = Vec::new();
-    for (run, how) in [(&f.floors_free, "free"), (&f.floors_pinned, "pinned")] {
+    for (run, how) in [
+        (&f.floors_free, "free"),
+        (&f.floors_pinned, "pinned"),
+        (&f.floors_pinned_socket, "pinned, socket stdio"),
+    ] {
         for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
             let shoal = quantile_us(&run.echo_shoal, q);
             let floor = quantile_us(&run.echo_floor, q);
