@@ -192,7 +192,11 @@ async fn session(
         // message is read only once the backend's queue and the session's own outbox have room:
         // a busy backend pushes back on the hosts that send to it, and a host that stops reading
         // its answers stops being read, through their sockets, instead of growing the daemon.
+        // Biased, the writer's end first: it fires once, so it cannot keep the client's lines
+        // from being read, and an unbiased `select!` draws a random starting arm every turn.
         tokio::select! {
+            biased;
+            _ = &mut writer_gone_signal => break,
             item = async {
                 context.backend_room.wait().await;
                 // A client that does not read its answers gets no more of them.
@@ -209,7 +213,6 @@ async fn session(
                 }
                 Some(Err(_)) | None => break,
             },
-            _ = &mut writer_gone_signal => break,
         }
     }
     let _ = events.send(Event::ClientLeft { client }).await;

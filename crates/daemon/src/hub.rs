@@ -312,7 +312,20 @@ impl Hub {
             // `select!` builds and polls every branch's future on every turn, that is, on every
             // message, and four timers cost four futures where one does.
             let timer = self.next_timer();
+            // Biased, the rare arms first: an unbiased `select!` draws a random starting arm on
+            // every turn (~160 instructions per turn, four turns per echo, callgrind), and this
+            // order is fair by construction: the signal fires once, a due timer is handled and
+            // re-armed for a later instant, so neither can keep the events from being read, and
+            // a flood of events cannot hold up a timer.
             tokio::select! {
+                biased;
+                Ok(name) = &mut stop_signal => break ExitReason::Signal(name),
+                () = sleep_until_some(timer) => {
+                    // `sleep_until_some` never fires for `None`.
+                    if let Some(at) = timer {
+                        self.timers_due(at);
+                    }
+                }
                 Some(event) = events.recv() => {
                     if let Some(guard) = self.handle(event) {
                         spawn_lock = Some(guard);
@@ -323,13 +336,6 @@ impl Hub {
                     }
                     if self.stop_requested {
                         break ExitReason::Stopped;
-                    }
-                }
-                Ok(name) = &mut stop_signal => break ExitReason::Signal(name),
-                () = sleep_until_some(timer) => {
-                    // `sleep_until_some` never fires for `None`.
-                    if let Some(at) = timer {
-                        self.timers_due(at);
                     }
                 }
             }
