@@ -133,10 +133,12 @@ fn measure(bin_dir: &Path, json_path: &Path) -> anyhow::Result<()> {
     raise_nofile_limit(4 * 256 + 64)?;
     let bench = Bench::new(bin_dir)?;
     let started = Instant::now();
+    let load_before = load_average();
     let result = bench.all();
     let stopped = bench.stop_everything();
-    let figures = result?;
+    let mut figures = result?;
     stopped?;
+    figures.load_before = load_before;
     print_table(&figures);
     print_floors(&figures);
     std::fs::create_dir_all(json_path.parent().unwrap_or(Path::new(".")))?;
@@ -190,6 +192,9 @@ struct Figures {
     floors_pinned: FloorRun,
     /// The same, pinned, with every session's stdio on sockets ([`HostStdio::Sockets`]).
     floors_pinned_socket: FloorRun,
+    /// The machine's one-minute load average when the run began: the floors are mostly the
+    /// kernel's time, which a busy VM makes dear, so their ratios to shoal move with it.
+    load_before: Option<f64>,
 }
 
 /// The half-relay floors' `relay-front` modes, in the order of [`FloorRun::echo_half`].
@@ -1117,6 +1122,16 @@ fn response_id(line: &[u8]) -> Option<u64> {
     None
 }
 
+/// The one-minute load average (`/proc/loadavg`), if it can be read.
+fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// What a [`Peer`]'s stdin and stdout are: pipes, as a host written in Rust or Python gives a
 /// server, or a socket pair each, as a Node host does (libuv makes a child's stdio from socket
 /// pairs). The half-relay floors take requests from it by different calls (see
@@ -1495,6 +1510,7 @@ impl Figures {
                 "free": self.floors_free.to_json(),
                 "pinned_to_one_cpu": self.floors_pinned.to_json(),
                 "pinned_to_one_cpu_socket_stdio": self.floors_pinned_socket.to_json(),
+                "load_average_1min_before": self.load_before,
             },
         })
     }
@@ -1725,7 +1741,10 @@ fn print_floors(f: &Figures) {
              every process on CPU 0; relay CPU: proxy + daemon vs the two relays; half-relay \
              floor: the front hands the host's stdin to the back, so only answers cross it, without and \
              with exact custody of the host's bytes (the floor of a design not built, see \
-             docs/benchmarks.md)\n"
+             docs/benchmarks.md); the load average was {} when the run began (the floors' \
+             ratios depend on it)\n",
+            f.load_before
+                .map_or_else(|| "unknown".to_owned(), |load| format!("{load:.2}"))
         );
         print!("{text}");
     }
