@@ -465,6 +465,9 @@ impl Hub {
     /// The timer armed for `at` fired: run every timer due by then, each as its own event would.
     /// A timer one of them re-arms (a restart arming the `initialize` deadline) is later than
     /// `at`, so it waits for its own turn.
+    ///
+    /// Every timer due by `at` must be cleared or moved past it here: the loop's `select!` is
+    /// biased with the timer before the events, so one that stayed due would starve them.
     fn timers_due(&mut self, at: tokio::time::Instant) {
         let due = |deadline: Option<tokio::time::Instant>| {
             deadline.is_some_and(|deadline| deadline <= at)
