@@ -313,7 +313,7 @@ impl Hub {
             // message, and four timers cost four futures where one does.
             let timer = self.next_timer();
             // Biased, the rare arms first: an unbiased `select!` draws a random starting arm on
-            // every turn (~160 instructions per turn, four turns per echo, callgrind), and this
+            // every turn (~80 instructions per turn, four turns per echo, callgrind), and this
             // order is fair by construction: the signal fires once, a due timer is handled and
             // re-armed for a later instant, so neither can keep the events from being read, and
             // a flood of events cannot hold up a timer.

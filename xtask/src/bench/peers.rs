@@ -216,19 +216,22 @@ fn custody_copy(
     use nix::sys::stat::SFlag;
     use std::os::fd::AsRawFd as _;
     let kind = SFlag::from_bits_truncate(nix::sys::stat::fstat(&host)?.st_mode) & SFlag::S_IFMT;
-    let socket = kind == SFlag::S_IFSOCK;
-    let (private_read, private_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-    let mut private_read = std::fs::File::from(private_read);
+    // A pipe's bytes are copied into this private pipe by `tee`, then read from it.
+    let private = if kind == SFlag::S_IFSOCK {
+        None
+    } else {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        Some((std::fs::File::from(read), write))
+    };
     let mut buffer = vec![0u8; 64 * 1024];
     loop {
-        let copied = if socket {
-            nix::sys::socket::recv(
+        let copied = match &private {
+            None => nix::sys::socket::recv(
                 host.as_raw_fd(),
                 &mut buffer,
                 nix::sys::socket::MsgFlags::MSG_PEEK,
-            )
-        } else {
-            nix::fcntl::tee(&host, &private_write, buffer.len(), SpliceFFlags::empty())
+            ),
+            Some((_, write)) => nix::fcntl::tee(&host, write, buffer.len(), SpliceFFlags::empty()),
         };
         let copied = match copied {
             Ok(0) => return Ok(()),
@@ -236,8 +239,8 @@ fn custody_copy(
             Err(nix::errno::Errno::EINTR) => continue,
             Err(error) => return Err(error.into()),
         };
-        if !socket {
-            private_read.read_exact(&mut buffer[..copied])?;
+        if let Some((read, _)) = &private {
+            (&*read).read_exact(&mut buffer[..copied])?;
         }
         let mut moved = 0;
         while moved < copied {

@@ -37,7 +37,7 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{ErrorKind, Read as _, Write as _};
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -491,9 +491,10 @@ impl Bench {
     }
 
     /// The floors of the design, in one run: the fast server spoken to directly, behind the
-    /// two-relay floor, behind shoal and behind the half-relay floor, one session each; echo round trips (and the relays'
-    /// CPU time over them), then 1 MiB results. With `pinned`, every process and this thread run
-    /// on CPU 0, so that the figures count work, not cross-CPU wake-ups.
+    /// two-relay floor, behind shoal and behind the half-relay floors, one session each; echo
+    /// round trips (and the relays' CPU time over them), then 1 MiB results. With `pinned`,
+    /// every process and this thread run on CPU 0, so that the figures count work, not
+    /// cross-CPU wake-ups. `stdio` is what each session's stdin and stdout are.
     fn floors(&self, pinned: bool, stdio: HostStdio) -> anyhow::Result<FloorRun> {
         let label = match (pinned, stdio) {
             (false, HostStdio::Pipes) => "fast-free",
@@ -1171,32 +1172,36 @@ impl Peer {
     ) -> anyhow::Result<Peer> {
         let spawned = Instant::now();
         command.stderr(Stdio::from(stderr.try_clone()?));
-        let (child, stdin, stdout) = match stdio {
+        let ours = match stdio {
             HostStdio::Pipes => {
-                let mut child = command
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .with_context(|| format!("spawn {name}: {command:?}"))?;
-                let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-                    bail!("{name}: stdio not piped");
-                };
-                let stdin = File::from(std::os::fd::OwnedFd::from(stdin));
-                (child, stdin, File::from(std::os::fd::OwnedFd::from(stdout)))
+                command.stdin(Stdio::piped()).stdout(Stdio::piped());
+                None
             }
             HostStdio::Sockets => {
                 // As libuv gives a child: a socket pair per descriptor.
                 let (stdin, child_stdin) = UnixStream::pair()?;
                 let (stdout, child_stdout) = UnixStream::pair()?;
-                let child = command
-                    .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_stdin)))
-                    .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_stdout)))
-                    .spawn()
-                    .with_context(|| format!("spawn {name}: {command:?}"))?;
-                let stdin = File::from(std::os::fd::OwnedFd::from(stdin));
-                (child, stdin, File::from(std::os::fd::OwnedFd::from(stdout)))
+                command
+                    .stdin(Stdio::from(OwnedFd::from(child_stdin)))
+                    .stdout(Stdio::from(OwnedFd::from(child_stdout)));
+                Some((OwnedFd::from(stdin), OwnedFd::from(stdout)))
             }
         };
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("spawn {name}: {command:?}"))?;
+        // `command` still holds the child's socket ends; it is dropped when this returns, so
+        // the child's end of its stdout is then open only in the child.
+        let (stdin, stdout) = match ours {
+            Some(ends) => ends,
+            None => {
+                let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+                    bail!("{name}: stdio not piped");
+                };
+                (OwnedFd::from(stdin), OwnedFd::from(stdout))
+            }
+        };
+        let (stdin, stdout) = (File::from(stdin), File::from(stdout));
         let flags = fcntl(&stdout, FcntlArg::F_GETFL)?;
         fcntl(
             &stdout,
