@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use bytes::BytesMut;
 use shoal_wire::{
-    ClientHello, ControlRequest, ControlResponse, DaemonHello, Envelope, Field, Id, InvalidReason,
-    Kind, Line, LineCodec, LineError, Validation,
+    ClientHello, ControlRequest, ControlResponse, DaemonHello, Envelope, Field, FrameCodec, Id,
+    InvalidReason, Kind, Line, LineCodec, LineError, Validation,
 };
 use tokio_util::codec::Decoder;
 
@@ -106,6 +106,8 @@ struct Stats {
     lines: u64,
     valid_messages: u64,
     rewrites: u64,
+    /// Routed frames decoded whole.
+    frames: u64,
     too_long: u64,
     not_utf8: u64,
     /// The most bytes the decoder held after draining (limits up to 4 KiB), and that limit.
@@ -116,12 +118,14 @@ impl Stats {
     fn summary(&self, elapsed: Duration) -> String {
         format!(
             "{} iterations ({:.0}/s), {} lines, {} valid messages, {} rewrite/restore round trips, \
-             {} too-long and {} non-UTF-8 lines; most bytes kept after a drain: {} (limit {}, so at most limit + 1)",
+             {} routed frames, {} too-long and {} non-UTF-8 lines; most bytes kept after a drain: \
+             {} (limit {}, so at most limit + 1)",
             self.iterations,
             self.iterations as f64 / elapsed.as_secs_f64().max(1e-9),
             self.lines,
             self.valid_messages,
             self.rewrites,
+            self.frames,
             self.too_long,
             self.not_utf8,
             self.max_kept.0,
@@ -158,6 +162,22 @@ fn check_input(input: &[u8], random: &mut Random, stats: &mut Stats) {
             Err(other) => panic!("the decoder yielded {other:?}"),
         }
     }
+    check_frames(input, max_line_len, &chunks, stats);
+    // The input as the message of a frame, with a random id range.
+    let start = random.below(input.len() + 1);
+    let end = start + random.below(input.len() - start + 1);
+    let route = [
+        Kind::Response,
+        Kind::ErrorResponse,
+        Kind::Request,
+        Kind::Notification,
+    ][random.below(4)];
+    let mut framed = shoal_wire::frame_header(input.len(), Some((route, start..end)))
+        .expect("fuzzed inputs are short")
+        .to_vec();
+    framed.extend_from_slice(input);
+    framed.push(b'\n');
+    check_frames(&framed, max_line_len, &chunks, stats);
     // The raw input, line or not, through every parser that takes bytes.
     let _ = DaemonHello::parse(input);
     let _ = ClientHello::parse(input);
@@ -173,6 +193,64 @@ fn check_input(input: &[u8], random: &mut Random, stats: &mut Stats) {
     }
 }
 
+/// `input` cut into pieces of the sizes in `chunks`, cycled: how reads might deliver it.
+fn pieces<'a>(input: &'a [u8], chunks: &'a [usize]) -> impl Iterator<Item = &'a [u8]> {
+    let mut rest = input;
+    chunks.iter().cycle().map_while(move |&chunk| {
+        if rest.is_empty() {
+            return None;
+        }
+        let (piece, tail) = rest.split_at(chunk.min(rest.len()));
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// Decode `input` as routed frames, whole and in `chunks`: the same frames (or the same error
+/// where the stream goes out of step) either way, and never more buffered than one frame.
+fn check_frames(input: &[u8], max_len: usize, chunks: &[usize], stats: &mut Stats) {
+    let decode = |chunks: &[usize]| {
+        let mut codec = FrameCodec::with_max_len(max_len);
+        let mut buffer = BytesMut::new();
+        let mut items = Vec::new();
+        for piece in pieces(input, chunks) {
+            buffer.extend_from_slice(piece);
+            loop {
+                match codec.decode(&mut buffer) {
+                    Ok(Some(item)) => items.push(item),
+                    Ok(None) => break,
+                    Err(error) => return (items, Some(error.to_string())),
+                }
+            }
+            assert!(
+                buffer.len() <= shoal_wire::FRAME_HEADER_LEN + max_len + 1,
+                "kept {} bytes after draining frames, limit {max_len}",
+                buffer.len()
+            );
+        }
+        loop {
+            match codec.decode_eof(&mut buffer) {
+                Ok(Some(item)) => items.push(item),
+                Ok(None) => return (items, None),
+                Err(error) => return (items, Some(error.to_string())),
+            }
+        }
+    };
+    let whole = decode(&[input.len().max(1)]);
+    let chunked = decode(chunks);
+    assert!(
+        whole == chunked,
+        "frames depend on chunking (limit {max_len}, chunks {chunks:?})"
+    );
+    for frame in whole.0.into_iter().flatten() {
+        stats.frames += 1;
+        assert_eq!(frame.with_newline().last(), Some(&b'\n'));
+        if let Some((_, id)) = frame.routed() {
+            assert!(Id::parse(id.as_bytes()).is_ok());
+        }
+    }
+}
+
 /// Decode `input` in `chunks` (cycled), checking the buffer bounds; all items.
 fn decode(
     input: &[u8],
@@ -183,13 +261,7 @@ fn decode(
     let mut codec = LineCodec::with_max_line_len(max_line_len);
     let mut buffer = BytesMut::new();
     let mut items = Vec::new();
-    let mut rest = input;
-    for &chunk in chunks.iter().cycle() {
-        if rest.is_empty() {
-            break;
-        }
-        let (piece, tail) = rest.split_at(chunk.min(rest.len()));
-        rest = tail;
+    for piece in pieces(input, chunks) {
         buffer.extend_from_slice(piece);
         assert!(
             buffer.len() <= max_line_len + 1 + piece.len(),
@@ -342,6 +414,7 @@ fn corpus() -> Vec<Vec<u8>> {
                 pid: 42,
                 nonce: "nonce".into(),
                 key: "key".into(),
+                routed_frames: false,
             }
             .to_line()
             .into_bytes()
@@ -357,6 +430,7 @@ fn corpus() -> Vec<Vec<u8>> {
                 host_pid: Some(41),
                 label: "codex".into(),
                 env_differs: Vec::new(),
+                routed_frames: false,
             }
             .to_line()
             .into_bytes()

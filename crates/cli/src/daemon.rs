@@ -30,6 +30,11 @@ pub(crate) struct DaemonArgs {
     /// `shoal proxy` asks for: a host that kills its servers' process tree must not reach it)
     #[arg(long, hide = true)]
     detach: bool,
+
+    /// Send sessions plain lines, never routed frames, as a shoal from before them does (for
+    /// tests of a proxy meeting such a daemon)
+    #[arg(long, hide = true)]
+    lines: bool,
 }
 
 pub(crate) fn run(args: DaemonArgs) -> ExitCode {
@@ -86,6 +91,7 @@ fn config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
     let server = args.server.resolve()?;
     let mut config = DaemonConfig::new(server.key, server.runtime_dir);
     config.idle_timeout = server.idle_timeout;
+    config.routed_frames = !args.lines;
     Ok(config)
 }
 

@@ -244,6 +244,7 @@ impl Daemon {
             host_pid: None,
             label: name.into(),
             env_differs: Vec::new(),
+            routed_frames: false,
         }
         .to_line()
         .as_bytes()

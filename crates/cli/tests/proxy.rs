@@ -60,6 +60,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         server_requests_held_across_a_daemon_kill,
     ),
     (
+        "a_proxy_served_lines_by_a_daemon_without_routed_frames_loses_nothing_when_it_dies",
+        daemon_without_routed_frames,
+    ),
+    (
         "fallback_runs_the_server_directly_when_the_runtime_dir_is_unusable",
         fallback_when_the_runtime_dir_is_unusable,
     ),
@@ -710,8 +714,48 @@ fn daemon_killed_round() {
 /// start, so a new daemon serving the same session reused the held ids. Several requests are held
 /// and asked again, so that the two ranges of ids overlap whatever the daemons' start-up traffic.
 fn server_requests_held_across_a_daemon_kill() {
+    held_requests_round(&Scratch::new("held"));
+}
+
+/// The same, with a first daemon that sends lines (`shoal daemon --lines`, as a shoal from before
+/// routed frames does): what the proxy learns from lines (requests owed, requests held) is what
+/// it answers and withdraws when that daemon dies; the daemon it starts next sends frames.
+fn daemon_without_routed_frames() {
+    let scratch = Scratch::new("lines");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let mut daemon = Command::new(SHOAL);
+    daemon
+        .args(["daemon", "--lines", "--root"])
+        .arg(&scratch.root)
+        .args(["--idle-timeout", "60", "--"])
+        .args(&server)
+        .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
+        .env_remove("SHOAL_IDLE_TIMEOUT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(scratch.file("lines-daemon.stderr")).unwrap());
+    let mut daemon = daemon.spawn().unwrap();
+    wait_until("the --lines daemon serves", WAIT, || {
+        status(&paths.socket).is_some()
+    });
+    assert!(
+        !proxy_util::daemon_hello(&paths.socket).routed_frames,
+        "a --lines daemon offers no routed frames"
+    );
+    held_requests_round(&scratch);
+    wait_until("the killed daemon is reaped", WAIT, || {
+        daemon.try_wait().unwrap().is_some()
+    });
+    let next = proxy_util::daemon_hello(&paths.socket);
+    assert!(
+        next.routed_frames && next.pid != daemon.id(),
+        "the daemon started after it offers routed frames: {next:?}"
+    );
+}
+
+fn held_requests_round(scratch: &Scratch) {
     const HELD: usize = 4;
-    let scratch = Scratch::new("held");
     let server = scratch.server(&[]);
     let paths = scratch.paths(&server);
     let mut session = scratch.client("host", &server);

@@ -26,6 +26,9 @@ pub struct DaemonConfig {
     pub idle_timeout: Option<Duration>,
     /// Extra environment for the backend, on top of the daemon's own.
     pub backend_env: Vec<(OsString, OsString)>,
+    /// Whether the hello offers sessions routed frames ([`shoal_wire::FrameCodec`]); true but
+    /// in tests of proxies talking to a daemon without them, as a shoal before them was.
+    pub routed_frames: bool,
     /// Internal timings; tests shorten them.
     #[doc(hidden)]
     pub tuning: Tuning,
@@ -115,6 +118,7 @@ impl DaemonConfig {
             runtime_dir,
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             backend_env: Vec::new(),
+            routed_frames: true,
             tuning: Tuning::default(),
         }
     }

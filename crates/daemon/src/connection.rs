@@ -31,6 +31,8 @@ pub(crate) struct ConnectionContext {
     pub(crate) uid: u32,
     /// The daemon's hello, sent as is to every admitted connection.
     pub(crate) hello: Line,
+    /// Whether the hello offers routed frames: a session that asks for them gets them.
+    pub(crate) routed_frames: bool,
     /// Bytes a session's outbox may hold before the client counts as not reading.
     pub(crate) outbox_budget: usize,
     /// Bytes in a session's outbox beyond which its next message is not read.
@@ -145,7 +147,9 @@ async fn session(
 ) {
     let client: ClientId = context.next_client.fetch_add(1, Ordering::Relaxed);
     let (outbox, receiver) = outbox(context.outbox_budget, context.outbox_soft_limit);
-    let outbox = outbox.with_direct_writes(write.try_writer());
+    let outbox = outbox
+        .with_direct_writes(write.try_writer())
+        .with_routed_frames(context.routed_frames && hello.routed_frames);
     let own_room = Arc::clone(outbox.room());
     let (writer_gone, mut writer_gone_signal) = oneshot::channel::<()>();
     let (cut_off, was_cut_off) = oneshot::channel::<()>();

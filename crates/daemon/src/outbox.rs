@@ -16,12 +16,13 @@
 
 use std::cell::RefCell;
 use std::io::IoSlice;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Bytes, BytesMut};
 use shoal_ipc::socket::TryWriter;
-use shoal_wire::{Line, LineCodec, Rewritten};
+use shoal_wire::{FRAME_HEADER_LEN, Field, Kind, Line, LineCodec, Rewritten, frame_header};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::codec::Encoder;
@@ -34,11 +35,12 @@ pub(crate) enum Outgoing {
     Rewritten(Box<Rewritten>),
 }
 
-/// What a queue holds: a message, or the rest of one that a direct write took only part of
-/// (newline included).
+/// What a queue holds: a message, a message and the header of its routed frame, or the rest of
+/// one that a direct write took only part of (newline included).
 #[derive(Debug)]
 enum Queued {
     Message(Outgoing),
+    Framed([u8; FRAME_HEADER_LEN], Outgoing),
     Rest(Bytes),
 }
 
@@ -59,6 +61,21 @@ impl Outgoing {
         }
     }
 
+    /// What a session's proxy is told of the message in its routed frame: the kind and where
+    /// the id is, for a rewritten response or request (the answers and requests the host gets
+    /// from its server: nearly every message, and every large one); anything else it reads.
+    fn route(&self) -> Option<(Kind, Range<usize>)> {
+        match self {
+            Outgoing::Rewritten(rewritten) => match rewritten.kind() {
+                kind @ (Kind::Response | Kind::ErrorResponse | Kind::Request) => {
+                    rewritten.value_span(Field::Id).map(|span| (kind, span))
+                }
+                _ => None,
+            },
+            Outgoing::Line(_) => None,
+        }
+    }
+
     /// The message as it goes on the wire, newline included.
     fn encode(&self, codec: &mut LineCodec, buffer: &mut BytesMut) {
         let encoded = match self {
@@ -76,6 +93,7 @@ impl Queued {
     fn wire_len(&self) -> usize {
         match self {
             Queued::Message(message) => message.wire_len(),
+            Queued::Framed(header, message) => header.len() + message.wire_len(),
             Queued::Rest(rest) => rest.len(),
         }
     }
@@ -83,6 +101,10 @@ impl Queued {
     fn encode(&self, codec: &mut LineCodec, buffer: &mut BytesMut) {
         match self {
             Queued::Message(message) => message.encode(codec, buffer),
+            Queued::Framed(header, message) => {
+                buffer.extend_from_slice(header);
+                message.encode(codec, buffer);
+            }
             Queued::Rest(rest) => buffer.extend_from_slice(rest),
         }
     }
@@ -180,6 +202,8 @@ pub(crate) struct Outbox {
     /// buffer cost an allocation and a free per message. Kept only up to [`SCRATCH_KEPT`]
     /// bytes' room, so that a session's one larger message does not stay allocated.
     scratch: RefCell<BytesMut>,
+    /// Every message goes in a routed frame (the session asked for them in its hello).
+    routed_frames: bool,
 }
 
 /// Why a push failed.
@@ -220,6 +244,7 @@ fn with_room(room: Arc<Room>, budget: Option<usize>) -> (Outbox, OutboxReceiver)
             budget,
             direct: None,
             scratch: RefCell::default(),
+            routed_frames: false,
         },
         OutboxReceiver { receiver, room },
     )
@@ -237,8 +262,23 @@ impl Outbox {
         self
     }
 
+    /// Put every message in a routed frame ([`shoal_wire::FrameCodec`]) when `framed`.
+    pub(crate) fn with_routed_frames(mut self, framed: bool) -> Outbox {
+        self.routed_frames = framed;
+        self
+    }
+
     pub(crate) fn push(&self, message: impl Into<Outgoing>) -> Result<(), PushError> {
-        let mut message = Queued::Message(message.into());
+        let message = message.into();
+        let mut message = if self.routed_frames {
+            // Lines are at most `DEFAULT_MAX_LINE_LEN` (32 MiB) and a rewrite puts in at most
+            // five ids from such lines: far below the header's 4 GiB.
+            let header = frame_header(message.wire_len() - 1, message.route())
+                .expect("a message is shorter than 4 GiB");
+            Queued::Framed(header, message)
+        } else {
+            Queued::Message(message)
+        };
         if let Some(direct) = &self.direct
             && message.wire_len() <= DIRECT_MAX
             && self.room.queued() == 0
@@ -318,6 +358,11 @@ impl OutboxReceiver {
                 batched += message.wire_len();
                 match message {
                     Queued::Message(large) if large.wire_len() >= IN_PLACE_MIN => {
+                        in_place = Some(large);
+                        break;
+                    }
+                    Queued::Framed(header, large) if large.wire_len() >= IN_PLACE_MIN => {
+                        buffer.extend_from_slice(&header);
                         in_place = Some(large);
                         break;
                     }
@@ -634,6 +679,94 @@ mod tests {
             "the large message was copied, not written from the line it came in"
         );
         assert_eq!(room.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn routed_frames_give_the_kind_and_id_of_rewritten_answers_and_requests() {
+        use shoal_wire::{Envelope, FrameCodec, Id, Validation};
+        use tokio_util::codec::Decoder as _;
+        let rewritten = |text: &str, id: Id| {
+            Envelope::parse(line(text), Validation::Envelope)
+                .rewrite_id(&id)
+                .unwrap()
+        };
+        let large_text = format!(
+            r#"{{"jsonrpc":"2.0","id":9,"result":{{"text":"{}"}}}}"#,
+            "z".repeat(IN_PLACE_MIN)
+        );
+        let (mut far, _read, write) = socket_pair();
+        let (outbox, receiver) = outbox(4 << 20, 4 << 20);
+        let outbox = outbox
+            .with_direct_writes(write.try_writer())
+            .with_routed_frames(true);
+        // Small ones go straight to the socket; the large one, and all after it, are queued.
+        outbox
+            .push(line(
+                r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
+            ))
+            .unwrap();
+        outbox
+            .push(rewritten(
+                r#"{"result":{},"jsonrpc":"2.0","id":1}"#,
+                Id::string("host-1"),
+            ))
+            .unwrap();
+        outbox
+            .push(rewritten(
+                r#"{"jsonrpc":"2.0","id":5,"method":"roots/list"}"#,
+                Id::string("shoal-1-2-3"),
+            ))
+            .unwrap();
+        outbox
+            .push(rewritten(&large_text, Id::from_u64(12345)))
+            .unwrap();
+        outbox
+            .push(rewritten(
+                r#"{"jsonrpc":"2.0","id":2,"error":{"code":1,"message":"x"}}"#,
+                Id::from_u64(42),
+            ))
+            .unwrap();
+        // A rewritten notification: the proxy reads it (a cancellation's `requestId` matters).
+        let progress =
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":3}}"#;
+        outbox
+            .push(
+                Envelope::parse(line(progress), Validation::Envelope)
+                    .rewrite(&[(shoal_wire::Field::ProgressToken, &Id::from_u64(0))])
+                    .unwrap(),
+            )
+            .unwrap();
+        drop(outbox);
+        let writer = tokio::spawn(receiver.write_all_to(write, None));
+        let reading = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut far, &mut bytes).unwrap();
+            bytes
+        });
+        writer.await.unwrap().unwrap();
+        let mut input = BytesMut::from(&reading.join().unwrap()[..]);
+        let mut codec = FrameCodec::new();
+        let mut frames = Vec::new();
+        while let Some(frame) = codec.decode_eof(&mut input).unwrap() {
+            let frame = frame.unwrap();
+            let route = frame
+                .routed()
+                .map(|(kind, id)| format!("{kind:?} {}", id.as_str()));
+            frames.push((route, frame.message().len(), frame.message()[..20].to_vec()));
+        }
+        let routes: Vec<Option<&str>> = frames.iter().map(|(route, ..)| route.as_deref()).collect();
+        assert_eq!(
+            routes,
+            [
+                None,
+                Some(r#"Response "host-1""#),
+                Some(r#"Request "shoal-1-2-3""#),
+                Some("Response 12345"),
+                Some("ErrorResponse 42"),
+                None,
+            ]
+        );
+        assert_eq!(frames[3].1, large_text.len() + 4, "the large result, whole");
     }
 
     #[tokio::test]

@@ -107,6 +107,7 @@ fn start_and_serve(
         pid: std::process::id(),
         nonce: ownership.record().nonce().to_owned(),
         key: key_id.as_str().to_owned(),
+        routed_frames: config.routed_frames,
     };
     let command = BackendCommand {
         argv: config.key.argv().to_vec(),
@@ -124,6 +125,7 @@ fn start_and_serve(
         let context = Arc::new(ConnectionContext {
             uid: nix::unistd::geteuid().as_raw(),
             hello: hello.to_line(),
+            routed_frames: hello.routed_frames,
             outbox_budget: config.tuning.outbox_budget,
             outbox_soft_limit: config.tuning.outbox_soft_limit,
             stall_timeout: config.tuning.stall_timeout,

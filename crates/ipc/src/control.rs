@@ -143,7 +143,7 @@ impl ControlConnection {
                 found: hello.key,
             });
         }
-        send_hello(&mut write, Role::Control, label, None, Vec::new())
+        send_hello(&mut write, Role::Control, label, None, Vec::new(), false)
             .await
             .map_err(|source| ControlError::Io {
                 doing: "send the hello".to_owned(),

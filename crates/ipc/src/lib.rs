@@ -3,7 +3,8 @@
 //! - where a daemon lives: its identity ([`DaemonKey`], [`KeyId`]), the files of its key
 //!   ([`DaemonPaths`], [`resolve_runtime_dir`]) and what it records about itself ([`DaemonMeta`]);
 //! - how to talk to it: the socket halves registered for readability only ([`socket`]), and
-//!   reading and writing whole lines on them ([`next_line`], [`write_line`]), and the answer to a
+//!   reading and writing whole lines (and frames) on them ([`next_line`], [`next_item`],
+//!   [`write_line`]), and the answer to a
 //!   daemon's hello ([`send_hello`]), and the control client ([`control`]);
 //! - what both must agree a message means: which messages are a session's state ([`session`]).
 //!
@@ -20,6 +21,6 @@ pub mod session;
 pub mod socket;
 
 pub use key::{DaemonKey, KeyId};
-pub use lines::{KEPT_READ_BUFFER, next_line, send_hello, write_line};
+pub use lines::{KEPT_READ_BUFFER, next_item, next_line, send_hello, write_line};
 pub use meta::{DaemonExit, DaemonMeta};
 pub use paths::{DaemonPaths, MAX_SOCKET_PATH, RuntimeDirSource, resolve_runtime_dir};

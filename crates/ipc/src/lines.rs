@@ -9,7 +9,7 @@ use bytes::BytesMut;
 use futures_core::Stream as _;
 use shoal_wire::{ClientHello, Line, LineCodec, LineError, Role};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
-use tokio_util::codec::FramedRead;
+use tokio_util::codec::{Decoder, FramedRead};
 
 /// A reader keeps at most this much buffer between lines: after a larger line it gives the
 /// memory back, so that one 20 MiB result does not stay resident for the reader's whole life.
@@ -22,6 +22,15 @@ pub async fn next_line<R>(
 ) -> Option<Result<Result<Line, LineError>, shoal_wire::Error>>
 where
     R: AsyncRead + Unpin,
+{
+    next_item(reader).await
+}
+
+/// The next item of `reader`, whatever its decoder, with the buffer handling of [`next_line`].
+pub async fn next_item<R, D>(reader: &mut FramedRead<R, D>) -> Option<Result<D::Item, D::Error>>
+where
+    R: AsyncRead + Unpin,
+    D: Decoder,
 {
     let item = poll_fn(|context| Pin::new(&mut *reader).poll_next(context)).await;
     shrink(reader.read_buffer_mut());
@@ -66,13 +75,15 @@ where
 }
 
 /// Answer a daemon's hello with ours (after the caller read and checked the daemon's): role
-/// `role`, this process's pid, `host_pid` (a session's host), `label` for logs and `shoal status`.
+/// `role`, this process's pid, `host_pid` (a session's host), `label` for logs and `shoal status`,
+/// and whether the daemon is to send routed frames (only if its hello offered them).
 pub async fn send_hello<W>(
     writer: &mut W,
     role: Role,
     label: &str,
     host_pid: Option<u32>,
     env_differs: Vec<String>,
+    routed_frames: bool,
 ) -> io::Result<()>
 where
     W: AsyncWrite + Unpin + ?Sized,
@@ -83,6 +94,7 @@ where
         host_pid,
         label: label.to_owned(),
         env_differs,
+        routed_frames,
     };
     write_line(writer, &hello.to_line()).await
 }

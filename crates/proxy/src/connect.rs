@@ -23,24 +23,62 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use shoal_lockfile::PersistentLock;
-use shoal_wire::{HELLO_TIMEOUT, LineCodec, Role, read_daemon_hello};
+use shoal_wire::{
+    Frame, FrameCodec, HELLO_TIMEOUT, Line, LineCodec, LineError, Role, read_daemon_hello,
+};
 use tokio::net::UnixStream;
 use tokio_util::codec::FramedRead;
 
 use crate::spawn::{self, Started};
 use crate::{ProxyConfig, StartError};
-use shoal_ipc::send_hello;
 use shoal_ipc::socket::{self, ReadHalf, WriteHalf};
+use shoal_ipc::{next_item, send_hello};
 
 /// A session connection to a daemon, hellos done.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub(crate) reader: FramedRead<ReadHalf, LineCodec>,
+    pub(crate) reader: DaemonReader,
     pub(crate) writer: WriteHalf,
     /// The daemon's pid, from its hello (checked against the peer credentials).
     pub(crate) pid: u32,
     /// The variables this session sets otherwise than the server's environment (names only).
     pub(crate) env_differs: Vec<String>,
+}
+
+/// The daemon's side of the connection: routed frames when its hello offered them (this
+/// proxy always asks for them then), lines from a daemon that did not (an older shoal's, or one
+/// started with `--lines`).
+#[derive(Debug)]
+pub(crate) enum DaemonReader {
+    Lines(FramedRead<ReadHalf, LineCodec>),
+    Frames(FramedRead<ReadHalf, FrameCodec>),
+}
+
+/// One message from the daemon, as its reader gives it.
+pub(crate) enum FromDaemon {
+    Line(Line),
+    Frame(Frame),
+}
+
+impl DaemonReader {
+    /// The daemon's next message: `None` at its end; an inner error for one message it could
+    /// not pass (too long), an outer one for a connection that cannot go on.
+    pub(crate) async fn next(
+        &mut self,
+    ) -> Option<Result<Result<FromDaemon, LineError>, shoal_wire::Error>> {
+        match self {
+            DaemonReader::Lines(reader) => Some(
+                next_item(reader)
+                    .await?
+                    .map(|item| item.map(FromDaemon::Line)),
+            ),
+            DaemonReader::Frames(reader) => Some(
+                next_item(reader)
+                    .await?
+                    .map(|item| item.map(FromDaemon::Frame)),
+            ),
+        }
+    }
 }
 
 /// How one connection attempt went.
@@ -222,15 +260,24 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
         &config.label,
         host_pid,
         env_differs.clone(),
+        hello.routed_frames,
     )
     .await
     {
         // The daemon went away between its hello and ours: it was exiting.
         return Attempt::Absent(format!("the daemon closed the connection: {error}"));
     }
-    // The daemon ends every line; a tail without a newline at EOF is a message cut short by
-    // its death or by it cutting this session off, and must never reach the host torn.
-    reader.decoder_mut().set_keep_partial_last_line(false);
+    // The daemon sends nothing more before it has our hello, so nothing of its first message
+    // is in the line codec's buffer yet; the frame codec takes the buffer over as it is.
+    let reader = if hello.routed_frames {
+        DaemonReader::Frames(reader.map_decoder(|_| FrameCodec::new()))
+    } else {
+        // The daemon ends every line; a tail without a newline at EOF is a message cut short
+        // by its death or by it cutting this session off, and must never reach the host torn
+        // (the frame codec drops a frame cut short the same way).
+        reader.decoder_mut().set_keep_partial_last_line(false);
+        DaemonReader::Lines(reader)
+    };
     Attempt::Connected(Connection {
         reader,
         writer,

@@ -41,6 +41,7 @@ const WITHDRAWN_REASON: &str = "shoal lost the shared MCP server process (its da
 
 /// The host's unanswered requests and its session memory.
 #[derive(Debug)]
+#[cfg_attr(test, derive(Clone))]
 pub(crate) struct Ledger {
     /// Ids of requests sent to the daemon and not answered yet, with a count: a host that reuses
     /// an id while the first request is in flight is owed two answers.
@@ -155,36 +156,17 @@ impl Ledger {
     /// A message from the daemon. Returns false if it must not reach the host (the answer to a
     /// replayed request).
     pub(crate) fn received(&mut self, message: &Envelope) -> bool {
-        // `is_empty` first: a removal hashes the id even from an empty set, and replays are rare.
+        // Replays are rare: no id is made for the check while none is pending.
         if !self.replay_pending.is_empty()
-            && matches!(message.kind(), Kind::Response | Kind::ErrorResponse)
             && let Some(id) = message.id()
-            && self.replay_pending.remove(&id)
+            && self.swallowed(message.kind(), &id)
         {
-            if message.kind() == Kind::ErrorResponse {
-                // The id is ours and carries nothing of the host's; no payload is logged.
-                tracing::warn!(
-                    id = id.as_str(),
-                    "the new daemon refused a replayed request"
-                );
-            }
             return false;
         }
         for_each_message(message, |message| match message.kind() {
-            Kind::Response | Kind::ErrorResponse => {
+            kind @ (Kind::Response | Kind::ErrorResponse | Kind::Request) => {
                 if let Some(id) = message.id() {
-                    if message.kind() == Kind::Response
-                        && let Some((initialize, answered)) = &mut self.initialize
-                        && initialize.id().as_ref() == Some(&id)
-                    {
-                        *answered = true;
-                    }
-                    self.answered(&id);
-                }
-            }
-            Kind::Request => {
-                if let Some(id) = message.id() {
-                    self.asked.insert(id);
+                    self.arrived(kind, id);
                 }
             }
             Kind::Notification if message.method() == Some("notifications/cancelled") => {
@@ -195,6 +177,55 @@ impl Ledger {
             _ => {}
         });
         true
+    }
+
+    /// A response, error response or request from the daemon that came as a routed frame, whose
+    /// kind and id the daemon gave: what [`Ledger::received`] does with such a message, without
+    /// reading it.
+    pub(crate) fn received_routed(&mut self, kind: Kind, id: &Id) -> bool {
+        if self.swallowed(kind, id) {
+            return false;
+        }
+        self.arrived(kind, id.clone());
+        true
+    }
+
+    /// Whether a message of `kind` with `id` answers a replayed request (and so is dropped).
+    fn swallowed(&mut self, kind: Kind, id: &Id) -> bool {
+        // `is_empty` first: a removal hashes the id even from an empty set, and replays are rare.
+        if self.replay_pending.is_empty()
+            || !matches!(kind, Kind::Response | Kind::ErrorResponse)
+            || !self.replay_pending.remove(id)
+        {
+            return false;
+        }
+        if kind == Kind::ErrorResponse {
+            // The id is ours and carries nothing of the host's; no payload is logged.
+            tracing::warn!(
+                id = id.as_str(),
+                "the new daemon refused a replayed request"
+            );
+        }
+        true
+    }
+
+    /// A single response, error response or request from the daemon, on its way to the host.
+    fn arrived(&mut self, kind: Kind, id: Id) {
+        match kind {
+            Kind::Response | Kind::ErrorResponse => {
+                if kind == Kind::Response
+                    && let Some((initialize, answered)) = &mut self.initialize
+                    && initialize.id().as_ref() == Some(&id)
+                {
+                    *answered = true;
+                }
+                self.answered(&id);
+            }
+            Kind::Request => {
+                self.asked.insert(id);
+            }
+            _ => {}
+        }
     }
 
     fn answered(&mut self, id: &Id) {
@@ -326,6 +357,26 @@ mod tests {
             .collect()
     }
 
+    /// The daemon sends `text`: what the ledger does with it read as a line, and checked to be
+    /// the same as what it does with a routed frame of it, where the daemon would send one.
+    fn daemon(ledger: &mut Ledger, text: &str) -> bool {
+        let message = parse(text);
+        let mut routed = ledger.clone();
+        let passed = ledger.received(&message);
+        if let (kind @ (Kind::Response | Kind::ErrorResponse | Kind::Request), Some(id)) =
+            (message.kind(), message.id())
+        {
+            assert_eq!(routed.received_routed(kind, &id), passed, "{text}");
+            assert_eq!(routed.in_flight, ledger.in_flight, "{text}");
+            assert_eq!(routed.asked, ledger.asked, "{text}");
+            assert_eq!(routed.replay_pending, ledger.replay_pending, "{text}");
+            let answered =
+                |ledger: &Ledger| ledger.initialize.as_ref().map(|(_, answered)| *answered);
+            assert_eq!(answered(&routed), answered(ledger), "{text}");
+        }
+        passed
+    }
+
     /// The host says `text`, and it is sent.
     fn host(ledger: &mut Ledger, text: &str) {
         assert!(ledger.sent(&parse(text)), "{text} is passed on");
@@ -358,7 +409,10 @@ mod tests {
             &mut ledger,
             r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":3}}"#,
         );
-        assert!(ledger.received(&parse(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#)));
+        assert!(daemon(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#
+        ));
         assert!(ledger.owes_answers());
         let mut answers = text(&ledger.lost("gone"));
         answers.sort();
@@ -377,9 +431,10 @@ mod tests {
             &mut ledger,
             r#"[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","method":"n"},{"jsonrpc":"2.0","id":2,"method":"b"}]"#,
         );
-        ledger.received(&parse(
+        daemon(
+            &mut ledger,
             r#"[{"jsonrpc":"2.0","id":2,"result":{}},{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x"}}]"#,
-        ));
+        );
         assert!(!ledger.owes_answers());
     }
 
@@ -395,7 +450,10 @@ mod tests {
             ledger.replay().is_empty(),
             "an unanswered initialize is the host's to retry"
         );
-        assert!(ledger.received(&parse(r#"{"jsonrpc":"2.0","id":0,"result":{}}"#)));
+        assert!(daemon(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":0,"result":{}}"#
+        ));
         host(
             &mut ledger,
             r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
@@ -445,12 +503,13 @@ mod tests {
         );
         for n in 1..=3 {
             let answer = format!(r#"{{"jsonrpc":"2.0","id":"{prefix}{n}","result":{{}}}}"#);
-            assert!(!ledger.received(&parse(&answer)), "answer {n} swallowed");
+            assert!(!daemon(&mut ledger, &answer), "answer {n} swallowed");
         }
         assert!(
-            ledger.received(&parse(&format!(
-                r#"{{"jsonrpc":"2.0","id":"{prefix}1","result":{{}}}}"#
-            ))),
+            daemon(
+                &mut ledger,
+                &format!(r#"{{"jsonrpc":"2.0","id":"{prefix}1","result":{{}}}}"#)
+            ),
             "swallowed once only"
         );
     }
@@ -463,16 +522,17 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":8,"method":"roots/list"}"#,
             r#"{"jsonrpc":"2.0","id":9,"method":"elicitation/create","params":{}}"#,
         ] {
-            assert!(ledger.received(&parse(asked)));
+            assert!(daemon(&mut ledger, asked));
         }
         // Answered, and withdrawn by the daemon: neither is the new daemon's business.
         host(
             &mut ledger,
             r#"{"jsonrpc":"2.0","id":8,"result":{"roots":[]}}"#,
         );
-        assert!(ledger.received(&parse(
+        assert!(daemon(
+            &mut ledger,
             r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":9}}"#
-        )));
+        ));
         assert_eq!(ledger.asked(), 1);
         assert_eq!(
             text(&ledger.lost("gone")),
@@ -485,7 +545,10 @@ mod tests {
         // The host answers late; the next daemon has asked something under the same id.
         let late = r#"{"jsonrpc":"2.0","id":7,"result":{"role":"assistant"}}"#;
         assert!(!ledger.sent(&parse(late)), "a late answer is dropped");
-        assert!(ledger.received(&parse(r#"{"jsonrpc":"2.0","id":7,"method":"roots/list"}"#)));
+        assert!(daemon(
+            &mut ledger,
+            r#"{"jsonrpc":"2.0","id":7,"method":"roots/list"}"#
+        ));
         host(
             &mut ledger,
             r#"{"jsonrpc":"2.0","id":7,"result":{"roots":[]}}"#,

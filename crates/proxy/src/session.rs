@@ -33,7 +33,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use shoal_wire::{
-    Envelope, ErrorCode, Kind, Line, LineCodec, LineError, Validation, error_response,
+    Envelope, ErrorCode, Frame, Kind, Line, LineCodec, LineError, Validation, error_response,
 };
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
@@ -41,8 +41,9 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 
 use shoal_ipc::{next_line, write_line};
+use tokio::io::AsyncWriteExt as _;
 
-use crate::connect::{Connection, find_or_start};
+use crate::connect::{Connection, FromDaemon, find_or_start};
 use crate::ledger::{DAEMON_LOST_MESSAGE, Ledger};
 use crate::stdio::{HostInput, HostOutput};
 use crate::{Error, Outcome, ParentWatch, ProxyConfig, StartError};
@@ -335,11 +336,19 @@ impl Session {
                         Ok(())
                     }
                 },
-                item = daemon_line(connection.as_mut()) => match item {
-                    Some(Ok(Ok(line))) => self.on_daemon_line(line).await,
+                item = from_daemon(connection.as_mut()) => match item {
+                    Some(Ok(Ok(FromDaemon::Line(line)))) => self.on_daemon_line(line).await,
+                    Some(Ok(Ok(FromDaemon::Frame(frame)))) => self.on_daemon_frame(frame).await,
                     Some(Ok(Err(error))) => {
                         // The daemon writes nothing longer than the codec's limit; drop it.
-                        tracing::warn!(%error, "dropped a line from the daemon");
+                        tracing::warn!(%error, "dropped a message from the daemon");
+                        Ok(())
+                    }
+                    Some(Err(error @ shoal_wire::Error::BadFrame { .. })) => {
+                        // A daemon of this protocol never sends one: say so, then go on as
+                        // for a daemon lost.
+                        tracing::warn!(%error, "closed the connection to the daemon");
+                        connection = None;
                         Ok(())
                     }
                     None | Some(Err(_)) => {
@@ -427,22 +436,47 @@ impl Session {
             ),
             _ => (ErrorCode::PARSE_ERROR, format!("Parse error: {error}")),
         };
-        self.write_host(&error_response(None, code, &message)).await
+        self.write_host(ToHost::Line(&error_response(None, code, &message)))
+            .await
     }
 
     /// A line from the daemon: to the host, unless it answers a replayed request.
     async fn on_daemon_line(&mut self, line: Line) -> Result<(), HostGone> {
         let message = Envelope::parse(line, Validation::Envelope);
         if self.ledger.received(&message) {
-            self.write_host(message.line()).await?;
+            self.write_host(ToHost::Line(message.line())).await?;
         }
-        // After the first answer (the host's `initialize`, on the attach's critical path), the
-        // start-up code is done with: its pages go (see `memory.rs`).
+        self.passed_on();
+        Ok(())
+    }
+
+    /// A routed frame from the daemon: a response or request whose kind and id it gave goes to
+    /// the host as it is, without being read; anything else is read as a line.
+    async fn on_daemon_frame(&mut self, frame: Frame) -> Result<(), HostGone> {
+        let Some((kind, id)) = frame.routed() else {
+            return match frame.into_line() {
+                Ok(line) => self.on_daemon_line(line).await,
+                Err(error) => {
+                    tracing::warn!(%error, "dropped a message from the daemon");
+                    Ok(())
+                }
+            };
+        };
+        if self.ledger.received_routed(*kind, id) {
+            self.write_host(ToHost::Framed(frame.with_newline()))
+                .await?;
+        }
+        self.passed_on();
+        Ok(())
+    }
+
+    /// After the first message from the daemon (the answer to the host's `initialize`, on the
+    /// attach's critical path), the start-up code is done with: its pages go (see `memory.rs`).
+    fn passed_on(&mut self) {
         if !self.startup_pages_dropped {
             self.startup_pages_dropped = true;
             crate::memory::drop_startup_pages();
         }
-        Ok(())
     }
 
     /// The daemon connection is gone: answer what it owed, now.
@@ -456,7 +490,7 @@ impl Session {
              its requests to the host, and reconnecting"
         );
         for line in &lines {
-            self.write_host(line).await?;
+            self.write_host(ToHost::Line(line)).await?;
         }
         self.tell_host(&format!(
             "shoal lost the shared MCP server's daemon: {} request(s) in flight were answered \
@@ -481,7 +515,7 @@ impl Session {
             "notifications/message",
             Some(&serde_json::json!({ "level": "warning", "logger": "shoal", "data": text })),
         );
-        self.write_host(&message).await
+        self.write_host(ToHost::Line(&message)).await
     }
 
     /// The reconnect: find or start a daemon until one answers or the budget is spent.
@@ -582,7 +616,7 @@ impl Session {
     /// Answer everything still owed or queued with `message` (the proxy is about to exit).
     async fn answer_all(&mut self, message: &str) -> Result<(), HostGone> {
         for answer in self.ledger.lost(message) {
-            self.write_host(&answer).await?;
+            self.write_host(ToHost::Line(&answer)).await?;
         }
         self.queued_bytes = 0;
         self.queued_since = None;
@@ -606,8 +640,12 @@ impl Session {
             ids.extend(message.id());
         }
         for id in ids {
-            self.write_host(&error_response(Some(&id), ErrorCode::DAEMON_LOST, text))
-                .await?;
+            self.write_host(ToHost::Line(&error_response(
+                Some(&id),
+                ErrorCode::DAEMON_LOST,
+                text,
+            )))
+            .await?;
         }
         Ok(())
     }
@@ -616,8 +654,8 @@ impl Session {
     /// proxy must stop waiting for a host that does not read: its death, a second SIGTERM, or
     /// the drain bound passing while the write is blocked. A line abandoned then may be torn;
     /// the proxy exits right after, so the host sees it end at EOF.
-    async fn write_host(&mut self, line: &Line) -> Result<(), HostGone> {
-        let write = write_line(&mut self.stdout, line);
+    async fn write_host(&mut self, message: ToHost<'_>) -> Result<(), HostGone> {
+        let write = message.write_to(&mut self.stdout);
         tokio::pin!(write);
         // Nearly every line goes out at once: try before building the arms that wait for a stop
         // or the drain bound (the watch's lock, two futures), which only a blocked write needs.
@@ -652,6 +690,27 @@ impl Session {
     }
 }
 
+/// One message for the host's stdout.
+#[derive(Clone, Copy)]
+enum ToHost<'a> {
+    /// A line: its newline is written after it.
+    Line(&'a Line),
+    /// A routed frame's message and newline.
+    Framed(&'a [u8]),
+}
+
+impl ToHost<'_> {
+    async fn write_to(self, stdout: &mut HostOutput) -> std::io::Result<()> {
+        match self {
+            ToHost::Line(line) => write_line(stdout, line).await,
+            ToHost::Framed(bytes) => {
+                stdout.write_all(bytes).await?;
+                stdout.flush().await
+            }
+        }
+    }
+}
+
 /// A write to the host failed: it is gone (EPIPE, or its end of the pipe closed).
 fn host_gone(error: std::io::Error) -> HostGone {
     tracing::info!(%error, "cannot write to the host; it is gone");
@@ -669,12 +728,12 @@ async fn write_daemon(connection: &mut Option<Connection>, line: &Line) {
     }
 }
 
-/// The daemon's next line; never resolves without a connection.
-async fn daemon_line(
+/// The daemon's next message; never resolves without a connection.
+async fn from_daemon(
     connection: Option<&mut Connection>,
-) -> Option<Result<Result<Line, LineError>, shoal_wire::Error>> {
+) -> Option<Result<Result<FromDaemon, LineError>, shoal_wire::Error>> {
     match connection {
-        Some(connection) => next_line(&mut connection.reader).await,
+        Some(connection) => connection.reader.next().await,
         None => pending().await,
     }
 }

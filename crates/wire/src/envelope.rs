@@ -522,6 +522,7 @@ impl Envelope {
             line: self.line.clone(),
             edits: [const { None }; MAX_EDITS],
             len: self.line.len(),
+            kind: self.kind,
         };
         for (index, &(field, id)) in edits.iter().enumerate() {
             if edits[..index].iter().any(|&(earlier, _)| earlier == field) {
@@ -541,6 +542,7 @@ impl Envelope {
                 .find(|slot| slot.is_none())
                 .expect("one edit slot per field");
             *slot = Some(Edit {
+                field,
                 span,
                 id: id.clone(),
             });
@@ -676,6 +678,7 @@ pub struct Rewritten {
     /// Sorted by position; `None`s last.
     edits: [Option<Edit>; MAX_EDITS],
     len: usize,
+    kind: Kind,
 }
 
 impl Rewritten {
@@ -691,6 +694,53 @@ impl Rewritten {
     /// ```
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// What the message is: the [`Kind`] of the envelope it was rewritten from (replacing ids
+    /// and tokens by others never changes it).
+    ///
+    /// ```
+    /// use shoal_wire::{Envelope, Id, Kind, Line, Validation};
+    ///
+    /// let line = Line::new(&br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"no"}}"#[..])?;
+    /// let rewritten = Envelope::parse(line, Validation::Envelope).rewrite_id(&Id::from_u64(7))?;
+    /// assert_eq!(rewritten.kind(), Kind::ErrorResponse);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Where the value put in place of `field` lies in the rewritten message, as a byte range:
+    /// `None` if `field` was not rewritten. The range indexes what [`Rewritten::write_to`]
+    /// writes, so a reader of the rewritten bytes can find the value without parsing them.
+    ///
+    /// ```
+    /// use shoal_wire::{Envelope, Field, Id, Line, Validation};
+    ///
+    /// let line = Line::new(&br#"{"result":{},"jsonrpc":"2.0","id":17}"#[..])?;
+    /// let rewritten = Envelope::parse(line, Validation::Envelope).rewrite_id(&Id::string("a"))?;
+    /// let text = rewritten.to_line();
+    /// let span = rewritten.value_span(Field::Id).unwrap();
+    /// assert_eq!(&text.as_bytes()[span], br#""a""#);
+    /// assert_eq!(rewritten.value_span(Field::RequestId), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn value_span(&self, field: Field) -> Option<std::ops::Range<usize>> {
+        // Edits are sorted by position: each one before `field`'s moved it by its change in
+        // length.
+        let mut shift: isize = 0;
+        for edit in self.edits.iter().flatten() {
+            let old = edit.span.end - edit.span.start;
+            let new = edit.id.as_bytes().len();
+            if edit.field == field {
+                let start = edit.span.start.checked_add_signed(shift)?;
+                return Some(start..start + new);
+            }
+            // Lengths of parts of one line: far below `isize::MAX`.
+            shift += new as isize - old as isize;
+        }
+        None
     }
 
     /// Whether the message is empty (never, for a rewritten message; here for completeness).
@@ -787,6 +837,7 @@ impl Rewritten {
 
 #[derive(Clone, Debug)]
 struct Edit {
+    field: Field,
     span: Span,
     id: Id,
 }

@@ -92,6 +92,14 @@ pub enum Error {
         /// `"the message has no such field"` or `"the field is listed twice"`.
         problem: &'static str,
     },
+    /// A routed frame's header is not one, its message does not end where the header says, or
+    /// its id range holds no id: the stream is out of step and cannot go on (see
+    /// [`FrameCodec`](crate::FrameCodec)).
+    #[error("read a routed frame: {detail}; the connection is out of step and is closed")]
+    BadFrame {
+        /// What was wrong (lengths and offsets, never message bytes).
+        detail: String,
+    },
     /// A byte string is not a JSON string or number, so it cannot be an id.
     #[error("use {excerpt} as a JSON-RPC id: it is not a JSON string or number")]
     InvalidId {

@@ -64,6 +64,7 @@ const CLIENT_MARKER: &str = "client-hello";
 ///     pid: 4242,
 ///     nonce: "9f86d081884c7d65".into(),
 ///     key: "2c26b46b68ffc68f".into(),
+///     routed_frames: false,
 /// };
 /// let line = hello.to_line();
 /// assert_eq!(
@@ -84,6 +85,26 @@ pub struct DaemonHello {
     pub nonce: String,
     /// The daemon key (hashed project root, backend argv, protocol, key env) the daemon serves.
     pub key: String,
+    /// Whether this daemon can send a session its messages as routed frames
+    /// ([`FrameCodec`](crate::FrameCodec)) instead of lines. Omitted when false: a daemon
+    /// without them sends the same hello as before they existed, and a client that does not
+    /// know them ignores the member.
+    ///
+    /// ```
+    /// use shoal_wire::DaemonHello;
+    ///
+    /// let hello = DaemonHello { version: "0.1.0".into(), pid: 1, nonce: "n".into(), key: "k".into(), routed_frames: true };
+    /// assert!(hello.to_line().as_bytes().ends_with(br#""key":"k","routed_frames":true}"#));
+    /// let older = br#"{"shoal":"daemon-hello","protocol":1,"version":"0.1.0","pid":1,"nonce":"n","key":"k"}"#;
+    /// assert!(!DaemonHello::parse(older)?.routed_frames);
+    /// # Ok::<(), shoal_wire::Error>(())
+    /// ```
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub routed_frames: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// What a connection is for, declared in the [`ClientHello`].
@@ -106,7 +127,7 @@ pub enum Role {
 /// ```
 /// use shoal_wire::{ClientHello, Role};
 ///
-/// let hello = ClientHello { role: Role::Session, pid: 777, host_pid: Some(700), label: "claude-code".into(), env_differs: Vec::new() };
+/// let hello = ClientHello { role: Role::Session, pid: 777, host_pid: Some(700), label: "claude-code".into(), env_differs: Vec::new(), routed_frames: false };
 /// let line = hello.to_line();
 /// assert_eq!(
 ///     line.as_bytes(),
@@ -136,12 +157,24 @@ pub struct ClientHello {
     ///
     /// let hello = ClientHello {
     ///     env_differs: vec!["DATABASE_URL".into()],
-    ///     ..ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new() }
+    ///     ..ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new(), routed_frames: false }
     /// };
     /// assert!(hello.to_line().as_bytes().ends_with(br#""label":"codex","env_differs":["DATABASE_URL"]}"#));
     /// ```
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env_differs: Vec<String>,
+    /// Asks the daemon to send this session's messages as routed frames
+    /// ([`FrameCodec`](crate::FrameCodec)) instead of lines; a client sets it only when the
+    /// daemon's hello offered them ([`DaemonHello::routed_frames`]). Omitted when false.
+    ///
+    /// ```
+    /// use shoal_wire::{ClientHello, Role};
+    ///
+    /// let hello = ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new(), routed_frames: true };
+    /// assert!(hello.to_line().as_bytes().ends_with(br#""label":"codex","routed_frames":true}"#));
+    /// ```
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub routed_frames: bool,
 }
 
 /// At most this many names in [`ClientHello::env_differs`], so that a hello stays far below
@@ -163,7 +196,7 @@ impl DaemonHello {
     /// The hello as a line: marker and protocol first, then the fields.
     ///
     /// ```
-    /// let hello = shoal_wire::DaemonHello { version: "0.1.0".into(), pid: 1, nonce: "n".into(), key: "k".into() };
+    /// let hello = shoal_wire::DaemonHello { version: "0.1.0".into(), pid: 1, nonce: "n".into(), key: "k".into(), routed_frames: false };
     /// assert!(hello.to_line().as_bytes().starts_with(br#"{"shoal":"daemon-hello","protocol":1,"#));
     /// ```
     pub fn to_line(&self) -> Line {
@@ -190,7 +223,7 @@ impl ClientHello {
     /// ```
     /// use shoal_wire::{ClientHello, Role};
     ///
-    /// let hello = ClientHello { role: Role::Control, pid: 1, host_pid: None, label: "shoal status".into(), env_differs: Vec::new() };
+    /// let hello = ClientHello { role: Role::Control, pid: 1, host_pid: None, label: "shoal status".into(), env_differs: Vec::new(), routed_frames: false };
     /// assert_eq!(
     ///     hello.to_line().as_bytes(),
     ///     br#"{"shoal":"client-hello","protocol":1,"role":"control","pid":1,"label":"shoal status"}"#
@@ -260,7 +293,7 @@ mod sealed {
 /// use tokio_util::codec::FramedRead;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let hello = DaemonHello { version: "0.1.0".into(), pid: 9, nonce: "n".into(), key: "k".into() };
+/// let hello = DaemonHello { version: "0.1.0".into(), pid: 9, nonce: "n".into(), key: "k".into(), routed_frames: false };
 /// let mut bytes = hello.to_line().as_bytes().to_vec();
 /// bytes.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n");
 /// let mut framed = FramedRead::new(&bytes[..], LineCodec::new());
@@ -416,7 +449,7 @@ mod tests {
     fn parses_client_hellos() {
         check_client(
             r#"{"shoal":"client-hello","protocol":1,"role":"control","pid":5,"label":"x","extra":[1]}"#,
-            r#"ClientHello { role: Control, pid: 5, host_pid: None, label: "x", env_differs: [] }"#,
+            r#"ClientHello { role: Control, pid: 5, host_pid: None, label: "x", env_differs: [], routed_frames: false }"#,
         );
         check_client(
             r#"{"protocol":7,"shoal":"client-hello"}"#,

@@ -17,7 +17,10 @@
 //!    backend lines with [`Validation::Envelope`].
 //! 4. [`Envelope::rewrite`] swaps ids and tokens for the daemon's own and back, touching no other
 //!    byte; the [`Rewritten`] message is written by the same codec.
-//! 5. [`error_response`], [`request_value`], [`notification_value`] and [`response_value`] build
+//! 5. A session that asked for them in its hello gets the daemon's messages as routed frames
+//!    ([`frame_header`], [`FrameCodec`]): each says up front what it is and where its id is, so
+//!    the proxy passes it on without reading it.
+//! 6. [`error_response`], [`request_value`], [`notification_value`] and [`response_value`] build
 //!    the lines the daemon writes itself (the `RawValue` forms [`request`], [`notification`] and
 //!    [`response`] pass on JSON the caller already holds as text).
 //!
@@ -54,6 +57,7 @@ mod codec;
 mod control;
 mod envelope;
 mod error;
+mod frame;
 mod hello;
 mod id;
 mod line;
@@ -69,6 +73,7 @@ pub use codec::{DEFAULT_MAX_LINE_LEN, LineCodec};
 pub use control::{BackendState, ControlRequest, ControlResponse, StatusReport};
 pub use envelope::{Envelope, Field, Invalid, InvalidReason, Kind, Rewritten, Validation};
 pub use error::{Error, LineError};
+pub use frame::{FRAME_HEADER_LEN, Frame, FrameCodec, frame_header};
 pub use hello::{
     ClientHello, DaemonHello, ENV_NAME_MAX_LEN, ENV_NAMES_MAX, HELLO_MAX_LEN, HELLO_TIMEOUT,
     LineStream, PROTOCOL, Role, read_client_hello, read_daemon_hello,

@@ -255,8 +255,18 @@ proptest! {
         prop_assert!(present.contains(&Field::Id));
         let new_ids: Vec<Id> = new_ids.iter().map(|text| Id::parse(text.as_bytes()).unwrap()).collect();
         let edits: Vec<(Field, &Id)> = present.iter().copied().zip(new_ids.iter()).collect();
-        let rewritten = Envelope::parse(envelope.rewrite(&edits).unwrap().to_line(), validation);
+        let pieces = envelope.rewrite(&edits).unwrap();
+        prop_assert_eq!(pieces.kind(), envelope.kind());
+        let rewritten = Envelope::parse(pieces.to_line(), validation);
         prop_assert_eq!(rewritten.kind(), envelope.kind());
+        // Each value is where `value_span` says, in the rewritten bytes.
+        for &(field, id) in &edits {
+            let span = pieces.value_span(field);
+            prop_assert_eq!(span.map(|span| &rewritten.line().as_bytes()[span]), Some(id.as_bytes()));
+        }
+        for field in FIELDS.into_iter().filter(|field| !present.contains(field)) {
+            prop_assert_eq!(pieces.value_span(field), None);
+        }
         for &(field, id) in &edits {
             prop_assert_eq!(rewritten.get(field), Some(id.clone()));
         }

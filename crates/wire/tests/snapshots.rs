@@ -18,6 +18,7 @@ fn hello_lines() {
         pid: 4242,
         nonce: "5f1c0e9a7b3d2c18".into(),
         key: "2c26b46b68ffc68f".into(),
+        routed_frames: true,
     };
     insta::assert_snapshot!("daemon_hello", text(&daemon.to_line()));
     let session = ClientHello {
@@ -26,6 +27,7 @@ fn hello_lines() {
         host_pid: Some(4299),
         label: "claude-code".into(),
         env_differs: Vec::new(),
+        routed_frames: true,
     };
     insta::assert_snapshot!("client_hello_session", text(&session.to_line()));
     let control = ClientHello {
@@ -34,6 +36,7 @@ fn hello_lines() {
         host_pid: None,
         label: "shoal status".into(),
         env_differs: Vec::new(),
+        routed_frames: false,
     };
     insta::assert_snapshot!("client_hello_control", text(&control.to_line()));
 }

@@ -207,6 +207,15 @@ impl Session {
     }
 }
 
+/// The hello of the daemon at `socket` (then the connection is closed, before ours).
+pub(crate) fn daemon_hello(socket: &Path) -> DaemonHello {
+    let stream = UnixStream::connect(socket).expect("connect to the daemon");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    DaemonHello::parse(line.trim_end().as_bytes()).expect("a daemon hello")
+}
+
 /// Connect to a daemon socket and do the hellos as `role`; `None` if nobody answers.
 pub(crate) fn connect_as(socket: &Path, role: Role) -> Option<UnixStream> {
     let mut stream = UnixStream::connect(socket).ok()?;
@@ -228,6 +237,7 @@ pub(crate) fn connect_as(socket: &Path, role: Role) -> Option<UnixStream> {
         host_pid: None,
         label: "proxy-test".into(),
         env_differs: Vec::new(),
+        routed_frames: false,
     }
     .to_line()
     .as_bytes()

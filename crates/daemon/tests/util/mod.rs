@@ -325,6 +325,7 @@ pub(crate) fn send_client_hello(stream: &mut UnixStream, role: Role) {
         host_pid: None,
         label: "daemon-test".into(),
         env_differs: Vec::new(),
+        routed_frames: false,
     }
     .to_line()
     .as_bytes()
