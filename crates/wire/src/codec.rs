@@ -339,24 +339,39 @@ fn drop_all(buffer: &mut BytesMut) {
     }
 }
 
+/// Every item `codec` decodes from `input` fed in pieces of `chunk` bytes, then its end (for the
+/// tests of this crate's decoders).
+#[cfg(test)]
+pub(crate) fn decode_in_chunks<D>(mut codec: D, input: &[u8], chunk: usize) -> Vec<D::Item>
+where
+    D: Decoder,
+    D::Error: std::fmt::Debug,
+{
+    let mut buffer = BytesMut::new();
+    let mut items = Vec::new();
+    for piece in input.chunks(chunk) {
+        buffer.extend_from_slice(piece);
+        while let Some(item) = codec.decode(&mut buffer).unwrap() {
+            items.push(item);
+        }
+    }
+    while let Some(item) = codec.decode_eof(&mut buffer).unwrap() {
+        items.push(item);
+    }
+    items
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     /// Feed `input` in chunks of `chunk` bytes, then end the stream; render the items.
     fn check(max_line_len: usize, chunk: usize, input: &[u8], expected: &[&str]) {
-        let mut codec = LineCodec::with_max_line_len(max_line_len);
-        let mut buffer = BytesMut::new();
-        let mut items = Vec::new();
-        for piece in input.chunks(chunk) {
-            buffer.extend_from_slice(piece);
-            while let Some(item) = codec.decode(&mut buffer).unwrap() {
-                items.push(render(item));
-            }
-        }
-        while let Some(item) = codec.decode_eof(&mut buffer).unwrap() {
-            items.push(render(item));
-        }
+        let codec = LineCodec::with_max_line_len(max_line_len);
+        let items: Vec<String> = decode_in_chunks(codec, input, chunk)
+            .into_iter()
+            .map(render)
+            .collect();
         assert_eq!(items, expected, "chunk size {chunk}");
     }
 

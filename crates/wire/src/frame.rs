@@ -365,21 +365,12 @@ mod tests {
         }
     }
 
-    /// Every item of `input` fed in pieces of `chunk` bytes, then its end.
+    /// Every item of `input` fed in pieces of `chunk` bytes, then its end, rendered.
     fn decode_chunked(max_len: usize, input: &[u8], chunk: usize) -> Vec<String> {
-        let mut codec = FrameCodec::with_max_len(max_len);
-        let mut buffer = BytesMut::new();
-        let mut items = Vec::new();
-        for piece in input.chunks(chunk) {
-            buffer.extend_from_slice(piece);
-            while let Some(item) = codec.decode(&mut buffer).unwrap() {
-                items.push(render(item));
-            }
-        }
-        while let Some(item) = codec.decode_eof(&mut buffer).unwrap() {
-            items.push(render(item));
-        }
-        items
+        crate::codec::decode_in_chunks(FrameCodec::with_max_len(max_len), input, chunk)
+            .into_iter()
+            .map(render)
+            .collect()
     }
 
     #[test]
