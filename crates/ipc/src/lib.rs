@@ -13,6 +13,8 @@
 //! (`shoal-proxy`, `shoal-daemon`, `shoal-lockfile`).
 
 pub mod control;
+#[cfg(target_os = "linux")]
+pub mod custody;
 mod key;
 mod lines;
 mod meta;

@@ -1,0 +1,224 @@
+//! Taking bytes from a pipe or socket someone else may have to read after us, with exact custody
+//! (Linux only): every byte is, at every instant, either still in the source or in a *custody
+//! pipe* whose other end another process holds, never in neither and never in both.
+//!
+//! This is what lets the daemon read a host's requests straight from the host's stdin (which the
+//! proxy handed it) and still die at any moment without losing or doubling one: the proxy reads
+//! the custody pipe, so it learns exactly which bytes the daemon took, and reads its stdin itself
+//! again from where the daemon stopped. Reading into memory cannot give that: a byte read is
+//! gone from the source, and the record of having read it is a second event the death can fall
+//! before.
+//!
+//! The kernel can. For a pipe, `tee(2)` copies what is in it into a private pipe *without taking
+//! it*, the copy is read from there, and `splice(2)` then moves that many bytes from the source
+//! into the custody pipe, page references and all, in one step. For a socket (a Node host gives
+//! its server socket pairs, not pipes), `recv(MSG_PEEK)` reads without taking and the same
+//! `splice` moves. Only what the move took is handed to the caller, so the caller acts on bytes
+//! that are already in custody. A death before the move leaves them in the source; after it,
+//! in the custody pipe. The reader must be the only one taking from the source while it runs,
+//! so that what it moves is what it copied: the proxy does not read its stdin while the daemon
+//! holds it.
+//!
+//! [`Custody`] is an [`AsyncRead`]: each read returns bytes already moved. When the custody pipe
+//! is full (its reader is behind), the read waits for room, and what it had copied stays in the
+//! source, to be copied again.
+
+use std::io;
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, SpliceFFlags};
+use nix::sys::stat::SFlag;
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, Interest, ReadBuf};
+
+/// The most one read copies: a pipe's default capacity, and so the most a private pipe holds.
+const CHUNK: usize = 64 * 1024;
+
+/// A step of a read, for fault tests that stop the process between two of them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// `n` bytes were copied from the source without being taken.
+    Copied(usize),
+    /// `n` bytes were moved into the custody pipe; the caller gets them next.
+    Moved(usize),
+}
+
+/// Reads a source (a pipe or a socket) through a custody pipe; see the module docs.
+#[derive(Debug)]
+pub struct Custody {
+    source: AsyncFd<OwnedFd>,
+    /// For a pipe: the private pipe `tee` copies into. `None` for a socket.
+    private: Option<(OwnedFd, OwnedFd)>,
+    custody: AsyncFd<OwnedFd>,
+    hook: Option<fn(Step)>,
+    /// Times a move found the custody pipe full.
+    full: u64,
+}
+
+/// Why [`Custody::new`] refused a source.
+#[derive(Debug, thiserror::Error)]
+pub enum CustodyError {
+    /// The source is neither a pipe nor a socket (a terminal, a file): it cannot be copied
+    /// without taking.
+    #[error("the descriptor is not a pipe or a socket, so its bytes cannot be held in custody")]
+    Unsupported,
+    /// A system call failed while setting up.
+    #[error("set up custody of a descriptor: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl Custody {
+    /// Take from `source` through the writing end `custody` of a pipe. Both are registered with
+    /// the current runtime's reactor, so this must be called inside one.
+    pub fn new(source: OwnedFd, custody: OwnedFd) -> Result<Custody, CustodyError> {
+        let kind = nix::sys::stat::fstat(&source)
+            .map(|stat| SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT)
+            .map_err(io::Error::from)?;
+        let private = match kind {
+            SFlag::S_IFIFO => Some(
+                nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+                    .map_err(io::Error::from)?,
+            ),
+            SFlag::S_IFSOCK => None,
+            _ => return Err(CustodyError::Unsupported),
+        };
+        // SAFETY: each `AsyncFd` owns its descriptor, which nothing else can close or replace
+        // while it lives.
+        let source = unsafe { AsyncFd::register_with_interest(source, Interest::READABLE) }
+            .map_err(io::Error::from)?;
+        // SAFETY: as above.
+        let custody = unsafe { AsyncFd::register_with_interest(custody, Interest::WRITABLE) }
+            .map_err(io::Error::from)?;
+        Ok(Custody {
+            source,
+            private,
+            custody,
+            hook: None,
+            full: 0,
+        })
+    }
+
+    /// Call `hook` at every [`Step`] (fault tests only).
+    #[doc(hidden)]
+    pub fn with_hook(mut self, hook: fn(Step)) -> Custody {
+        self.hook = Some(hook);
+        self
+    }
+
+    /// How many times a move found the custody pipe full, so far.
+    pub fn times_full(&self) -> u64 {
+        self.full
+    }
+
+    /// Copy what the source holds into `buf` without taking it: `Ok(0)` at its end.
+    fn copy(&self, buf: &mut [u8]) -> Result<usize, Errno> {
+        let len = buf.len().min(CHUNK);
+        match &self.private {
+            None => nix::sys::socket::recv(
+                self.source.get_ref().as_raw_fd(),
+                &mut buf[..len],
+                nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            ),
+            Some((read, write)) => {
+                let copied = nix::fcntl::tee(
+                    self.source.get_ref(),
+                    write,
+                    len,
+                    SpliceFFlags::SPLICE_F_NONBLOCK,
+                )?;
+                // The private pipe was empty and now holds exactly `copied` bytes, which one read
+                // returns whole; anything else would leave the two out of step for good.
+                let read = nix::unistd::read(read, &mut buf[..copied])?;
+                if read != copied {
+                    return Err(Errno::EIO);
+                }
+                Ok(copied)
+            }
+        }
+    }
+
+    /// Move up to `copied` bytes from the source into the custody pipe: how many it took, or
+    /// `EAGAIN` when the custody pipe has no room.
+    fn transfer(&self, copied: usize) -> Result<usize, Errno> {
+        nix::fcntl::splice(
+            self.source.get_ref(),
+            None,
+            self.custody.get_ref(),
+            None,
+            copied,
+            SpliceFFlags::SPLICE_F_NONBLOCK,
+        )
+    }
+
+    fn step(&self, step: Step) {
+        if let Some(hook) = self.hook {
+            hook(step);
+        }
+    }
+}
+
+impl AsyncRead for Custody {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        loop {
+            let mut ready = ready!(this.source.poll_read_ready(cx))?;
+            let room = buf.remaining().min(CHUNK);
+            let copied = match this.copy(buf.initialize_unfilled_to(room)) {
+                Ok(0) => return Poll::Ready(Ok(())),
+                Ok(copied) => copied,
+                Err(Errno::EAGAIN) => {
+                    ready.clear_ready();
+                    continue;
+                }
+                Err(Errno::EINTR) => continue,
+                Err(error) => return Poll::Ready(Err(error.into())),
+            };
+            drop(ready);
+            this.step(Step::Copied(copied));
+            loop {
+                match this.transfer(copied) {
+                    // The source cannot have less than was just copied from it: only this reader
+                    // takes from it.
+                    Ok(0) => return Poll::Ready(Err(io::Error::from(Errno::EIO))),
+                    Ok(moved) => {
+                        this.step(Step::Moved(moved));
+                        // Only what moved is the caller's; the rest is still in the source.
+                        buf.advance(moved);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(Errno::EINTR) => {}
+                    Err(Errno::EAGAIN) => {
+                        this.full += 1;
+                        // What was copied is dropped; it is still in the source. Wait for room,
+                        // then copy again (the source may hold more by then).
+                        let mut room = ready!(this.custody.poll_write_ready(cx))?;
+                        room.clear_ready();
+                        break;
+                    }
+                    Err(error) => return Poll::Ready(Err(error.into())),
+                }
+            }
+        }
+    }
+}
+
+/// Whether `fd` is something [`Custody`] can take from (a pipe or a socket).
+pub fn supports(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    nix::sys::stat::fstat(fd.as_fd())
+        .map(|stat| {
+            let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+            kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK
+        })
+        .unwrap_or(false)
+}
