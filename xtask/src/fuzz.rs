@@ -414,7 +414,8 @@ fn corpus() -> Vec<Vec<u8>> {
                 pid: 42,
                 nonce: "nonce".into(),
                 key: "key".into(),
-                routed_frames: false,
+                routed_frames: true,
+                custody: true,
             }
             .to_line()
             .into_bytes()
@@ -430,7 +431,8 @@ fn corpus() -> Vec<Vec<u8>> {
                 host_pid: Some(41),
                 label: "codex".into(),
                 env_differs: Vec::new(),
-                routed_frames: false,
+                routed_frames: true,
+                custody: true,
             }
             .to_line()
             .into_bytes()

@@ -245,6 +245,7 @@ impl Daemon {
             label: name.into(),
             env_differs: Vec::new(),
             routed_frames: false,
+            custody: false,
         }
         .to_line()
         .as_bytes()

@@ -95,6 +95,7 @@ where
         label: label.to_owned(),
         env_differs,
         routed_frames,
+        custody: false,
     };
     write_line(writer, &hello.to_line()).await
 }

@@ -45,7 +45,13 @@ pub fn split(stream: tokio::net::UnixStream) -> io::Result<(ReadHalf, WriteHalf)
 #[derive(Debug)]
 pub struct ReadHalf {
     stream: Arc<AsyncFd<UnixStream>>,
+    /// While `Some`: reads take descriptors passed with the bytes (see
+    /// [`ReadHalf::accept_fds`]), kept here.
+    fds: Option<Vec<OwnedFd>>,
 }
+
+/// The most descriptors a [`ReadHalf`] keeps from what a peer passes; any beyond are closed.
+pub const MAX_PASSED_FDS: usize = 2;
 
 impl ReadHalf {
     /// Reads from `stream`, which must be non-blocking.
@@ -57,8 +63,63 @@ impl ReadHalf {
             .map_err(io::Error::from)?;
         Ok(ReadHalf {
             stream: Arc::new(stream),
+            fds: None,
         })
     }
+
+    /// From now on, reads also take the descriptors a peer passes with its bytes
+    /// (`SCM_RIGHTS`), up to [`MAX_PASSED_FDS`], until [`ReadHalf::take_fds`]. A plain read
+    /// would close them: the daemon reads a client's hello this way, since a session hands over
+    /// its host's stdin with it.
+    #[cfg(target_os = "linux")]
+    pub fn accept_fds(&mut self) {
+        self.fds.get_or_insert_with(Vec::new);
+    }
+
+    /// The descriptors passed since [`ReadHalf::accept_fds`], in order; reads are plain again.
+    pub fn take_fds(&mut self) -> Vec<OwnedFd> {
+        self.fds.take().unwrap_or_default()
+    }
+}
+
+/// Linux's limit on descriptors in one message (`SCM_MAX_FD`): with room for that many, a
+/// message's descriptors are never cut short (which would leave some installed and unnamed).
+#[cfg(target_os = "linux")]
+const SCM_MAX_FD: usize = 253;
+
+/// `recvmsg(2)` into `target`, keeping passed descriptors in `kept` (at most
+/// [`MAX_PASSED_FDS`]; the others are closed). One call takes the descriptors of one message at
+/// most: the kernel ends a read after the bytes that came with descriptors.
+#[cfg(target_os = "linux")]
+fn receive_with_fds(
+    stream: &UnixStream,
+    target: &mut [u8],
+    kept: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    use std::os::fd::{AsRawFd as _, FromRawFd as _};
+    let mut iov = [io::IoSliceMut::new(target)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; SCM_MAX_FD]);
+    let message = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+    )?;
+    let read = message.bytes;
+    for control in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(received) = control {
+            for fd in received {
+                // SAFETY: the kernel just installed this descriptor in this process, for this
+                // call; nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                if kept.len() < MAX_PASSED_FDS {
+                    kept.push(fd);
+                }
+            }
+        }
+    }
+    Ok(read)
 }
 
 /// The writing half.
@@ -142,8 +203,9 @@ impl AsyncRead for ReadHalf {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let ReadHalf { stream, fds } = self.get_mut();
         loop {
-            let mut guard = ready!(self.stream.poll_read_ready(cx))?;
+            let mut guard = ready!(stream.poll_read_ready(cx))?;
             // The codec hands in uninitialised spare capacity, fresh for every read: the kernel
             // writes into it directly. Zeroing it first (`initialize_unfilled_to`, the safe way)
             // cost more than everything else the proxy does per small message (a 64 KiB memset
@@ -155,6 +217,16 @@ impl AsyncRead for ReadHalf {
             let target = unfilled.as_mut_ptr().cast::<std::ffi::c_void>();
             let read = guard.try_io(|stream| {
                 use std::os::fd::AsRawFd as _;
+                #[cfg(target_os = "linux")]
+                if let Some(kept) = fds {
+                    // SAFETY: as for `read(2)` below: the kernel writes at most `len` bytes
+                    // there, and only the `n` it reports are marked initialised.
+                    let target =
+                        unsafe { std::slice::from_raw_parts_mut(target.cast::<u8>(), len) };
+                    return receive_with_fds(stream.get_ref(), target, kept);
+                }
+                #[cfg(not(target_os = "linux"))]
+                let _ = &fds;
                 // SAFETY: `target` points at `len` writable bytes that outlive the call, and
                 // the descriptor is the open socket the `AsyncFd` owns.
                 let n = unsafe { nix::libc::read(stream.get_ref().as_raw_fd(), target, len) };
@@ -224,6 +296,36 @@ impl WriteHalf {
     }
 }
 
+impl WriteHalf {
+    /// Send `bytes` with `fds` passed alongside (`SCM_RIGHTS`), all at once or not at all: for
+    /// a hello on a connection with nothing else queued, which a fresh socket's buffer takes
+    /// whole. `WouldBlock` or a short send is an error.
+    #[cfg(target_os = "linux")]
+    pub fn send_with_fds(
+        &self,
+        bytes: &[u8],
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> io::Result<()> {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use std::os::fd::AsRawFd as _;
+        let raw: Vec<std::os::fd::RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        let sent = sendmsg::<()>(
+            self.stream.get().as_raw_fd(),
+            &[io::IoSlice::new(bytes)],
+            &[ControlMessage::ScmRights(&raw)],
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        if sent != bytes.len() {
+            return Err(io::Error::other(format!(
+                "sent {sent} of {} bytes with the descriptors",
+                bytes.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl AsyncWrite for WriteHalf {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -254,5 +356,86 @@ impl AsyncWrite for WriteHalf {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(self.stream.get().shutdown(std::net::Shutdown::Write))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::os::fd::AsFd as _;
+
+    use tokio::io::AsyncReadExt as _;
+
+    use super::*;
+
+    fn pipe() -> (std::fs::File, std::fs::File) {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        (read.into(), write.into())
+    }
+
+    async fn pair() -> (ReadHalf, WriteHalf, ReadHalf, WriteHalf) {
+        let (a, b) = tokio::net::UnixStream::pair().unwrap();
+        let (a_read, a_write) = split(a).unwrap();
+        let (b_read, b_write) = split(b).unwrap();
+        (a_read, a_write, b_read, b_write)
+    }
+
+    #[tokio::test]
+    async fn descriptors_passed_with_bytes_are_kept_only_while_accepted() {
+        let (mut reader, _keep, _other, writer) = pair().await;
+        let (first_read, first_write) = pipe();
+        let (second_read, second_write) = pipe();
+        reader.accept_fds();
+        writer
+            .send_with_fds(b"hello\n", &[first_write.as_fd(), second_write.as_fd()])
+            .unwrap();
+        drop((first_write, second_write));
+        let mut bytes = [0u8; 6];
+        reader.read_exact(&mut bytes).await.unwrap();
+        assert_eq!(&bytes, b"hello\n");
+        let fds = reader.take_fds();
+        assert_eq!(fds.len(), 2, "both descriptors arrive with the bytes");
+        // They are the pipes' writing ends: what is written there comes out of the pipes.
+        for (fd, mut read) in fds.into_iter().zip([first_read, second_read]) {
+            std::fs::File::from(fd).write_all(b"x").unwrap();
+            let mut byte = [0u8; 1];
+            std::io::Read::read_exact(&mut read, &mut byte).unwrap();
+            assert_eq!(&byte, b"x");
+        }
+        // No longer accepted: a plain read takes the bytes, and the kernel closes what came
+        // with them (the pipe then has no writer left).
+        let (third_read, third_write) = pipe();
+        writer
+            .send_with_fds(b"more\n", &[third_write.as_fd()])
+            .unwrap();
+        drop(third_write);
+        let mut bytes = [0u8; 5];
+        reader.read_exact(&mut bytes).await.unwrap();
+        assert_eq!(&bytes, b"more\n");
+        assert!(reader.take_fds().is_empty());
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut &third_read, &mut rest).unwrap();
+        assert!(rest.is_empty(), "the passed end was closed");
+    }
+
+    #[tokio::test]
+    async fn descriptors_beyond_the_limit_are_closed() {
+        let (mut reader, _keep, _other, writer) = pair().await;
+        let pipes: Vec<_> = (0..MAX_PASSED_FDS + 2).map(|_| pipe()).collect();
+        let ends: Vec<_> = pipes.iter().map(|(_, write)| write.as_fd()).collect();
+        reader.accept_fds();
+        writer.send_with_fds(b"!", &ends).unwrap();
+        drop(ends);
+        let (reads, writes): (Vec<_>, Vec<_>) = pipes.into_iter().unzip();
+        drop(writes);
+        let mut byte = [0u8; 1];
+        reader.read_exact(&mut byte).await.unwrap();
+        let kept = reader.take_fds();
+        assert_eq!(kept.len(), MAX_PASSED_FDS);
+        drop(kept);
+        // Every writing end is closed now: each pipe reads as ended.
+        for read in reads {
+            let mut rest = Vec::new();
+            std::io::Read::read_to_end(&mut &read, &mut rest).unwrap();
+        }
     }
 }

@@ -22,6 +22,10 @@
 //! message and newline on in one write, and catches a frame that does not end where its header
 //! says. The writer vouches for the message (UTF-8 JSON without a newline, the id where it
 //! says); the reader checks the header, the newline and the id, and nothing else.
+//!
+//! One more kind carries no message: `C`, the [`CUSTODY_NOTICE`], which a daemon holding a
+//! session's host input in custody sends to say "read your custody pipe now" (see
+//! [`ClientHello::custody`](crate::ClientHello::custody)).
 
 use std::ops::Range;
 
@@ -41,6 +45,25 @@ const READ_IT: u8 = b'L';
 const RESPONSE: u8 = b'R';
 const ERROR_RESPONSE: u8 = b'E';
 const REQUEST: u8 = b'Q';
+const CUSTODY: u8 = b'C';
+
+/// The whole frame of a custody notice: kind `C`, no message, then the newline. A daemon that
+/// holds a session's host input in custody sends it when the session must read its custody
+/// pipe without waiting for an answer: the pipe is full, it holds a line the daemon could not
+/// read, or the daemon closed its end.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use shoal_wire::{CUSTODY_NOTICE, FrameCodec};
+/// use tokio_util::codec::Decoder;
+///
+/// let frame = FrameCodec::new().decode(&mut BytesMut::from(&CUSTODY_NOTICE[..]))?.unwrap()?;
+/// assert!(frame.is_custody_notice());
+/// assert_eq!(frame.routed(), None);
+/// # Ok::<(), shoal_wire::Error>(())
+/// ```
+pub const CUSTODY_NOTICE: [u8; FRAME_HEADER_LEN + 1] =
+    [CUSTODY, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'\n'];
 
 /// The header of a frame holding a message of `len` bytes (without its newline). With
 /// `route`, a response, error response or request whose `id` value lies at that byte range of
@@ -100,6 +123,7 @@ pub struct Frame {
     /// The message and its newline.
     bytes: Bytes,
     routed: Option<(Kind, Id)>,
+    notice: bool,
 }
 
 impl Frame {
@@ -150,6 +174,22 @@ impl Frame {
     /// ```
     pub fn with_newline(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// Whether this is a [`CUSTODY_NOTICE`] rather than a message.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use shoal_wire::{FrameCodec, frame_header};
+    /// use tokio_util::codec::Decoder;
+    ///
+    /// let mut input = BytesMut::from(&frame_header(2, None).unwrap()[..]);
+    /// input.extend_from_slice(b"{}\n");
+    /// assert!(!FrameCodec::new().decode(&mut input)?.unwrap()?.is_custody_notice());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_custody_notice(&self) -> bool {
+        self.notice
     }
 
     /// The message as a [`Line`], checked as the [`LineCodec`](crate::LineCodec) checks one (for
@@ -274,6 +314,24 @@ impl Decoder for FrameCodec {
             return Ok(None);
         };
         let kind = match header[0] {
+            CUSTODY if header[1..] == CUSTODY_NOTICE[1..FRAME_HEADER_LEN] => {
+                let Some(&end) = buffer.get(FRAME_HEADER_LEN) else {
+                    return Ok(None);
+                };
+                if end != b'\n' {
+                    return Err(bad_frame("a custody notice is not followed by a newline"));
+                }
+                let bytes = buffer
+                    .split_to(FRAME_HEADER_LEN + 1)
+                    .freeze()
+                    .slice(FRAME_HEADER_LEN..);
+                return Ok(Some(Ok(Frame {
+                    bytes,
+                    routed: None,
+                    notice: true,
+                })));
+            }
+            CUSTODY => return Err(bad_frame("a custody notice gives a length or an id range")),
             READ_IT => None,
             RESPONSE => Some(Kind::Response),
             ERROR_RESPONSE => Some(Kind::ErrorResponse),
@@ -328,7 +386,11 @@ impl Decoder for FrameCodec {
                 Some((kind, value))
             }
         };
-        Ok(Some(Ok(Frame { bytes, routed })))
+        Ok(Some(Ok(Frame {
+            bytes,
+            routed,
+            notice: false,
+        })))
     }
 
     fn decode_eof(&mut self, buffer: &mut BytesMut) -> Result<Option<Self::Item>, Error> {
@@ -354,6 +416,7 @@ mod tests {
 
     fn render(item: Result<Frame, LineError>) -> String {
         match item {
+            Ok(frame) if frame.is_custody_notice() => "notice".to_owned(),
             Ok(frame) => {
                 let message = String::from_utf8(frame.message().to_vec()).unwrap();
                 match frame.routed() {
@@ -377,6 +440,7 @@ mod tests {
     fn frames_come_out_whole_however_the_input_is_split() {
         let response = r#"{"jsonrpc":"2.0","id":"x-1","result":{"a":"b"}}"#;
         let mut input = frame(response, Some((Kind::Response, 22..27)));
+        input.extend(CUSTODY_NOTICE);
         input.extend(frame(
             r#"{"jsonrpc":"2.0","method":"notifications/progress"}"#,
             None,
@@ -388,6 +452,7 @@ mod tests {
         ));
         let expected = [
             format!("Response \"x-1\" {response}"),
+            "notice".to_owned(),
             r#"read {"jsonrpc":"2.0","method":"notifications/progress"}"#.to_owned(),
             "error: read a message: the line exceeds the 56-byte limit".to_owned(),
             r#"ErrorResponse 3 {"jsonrpc":"2.0","id":3,"error":{}}"#.to_owned(),
@@ -440,6 +505,16 @@ mod tests {
             let bad = frame(message, Some((Kind::Response, span.clone())));
             assert!(decode(bad).is_err(), "id at {span:?}");
         }
+        let mut notice = CUSTODY_NOTICE.to_vec();
+        notice[1] = 2;
+        assert!(decode(notice).unwrap_err().contains("custody notice gives"));
+        let mut notice = CUSTODY_NOTICE.to_vec();
+        notice[FRAME_HEADER_LEN] = b'x';
+        assert!(
+            decode(notice)
+                .unwrap_err()
+                .contains("notice is not followed")
+        );
         let mut read_with_id = frame(message, None);
         read_with_id[5] = 22;
         read_with_id[9] = 23;

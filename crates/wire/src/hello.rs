@@ -65,6 +65,7 @@ const CLIENT_MARKER: &str = "client-hello";
 ///     nonce: "9f86d081884c7d65".into(),
 ///     key: "2c26b46b68ffc68f".into(),
 ///     routed_frames: false,
+///     custody: false,
 /// };
 /// let line = hello.to_line();
 /// assert_eq!(
@@ -93,7 +94,7 @@ pub struct DaemonHello {
     /// ```
     /// use shoal_wire::DaemonHello;
     ///
-    /// let hello = DaemonHello { version: "0.1.0".into(), pid: 1, nonce: "n".into(), key: "k".into(), routed_frames: true };
+    /// let hello = DaemonHello { version: "0.1.0".into(), pid: 1, nonce: "n".into(), key: "k".into(), routed_frames: true, custody: false };
     /// assert!(hello.to_line().as_bytes().ends_with(br#""key":"k","routed_frames":true}"#));
     /// let older = br#"{"shoal":"daemon-hello","protocol":1,"version":"0.1.0","pid":1,"nonce":"n","key":"k"}"#;
     /// assert!(!DaemonHello::parse(older)?.routed_frames);
@@ -101,6 +102,20 @@ pub struct DaemonHello {
     /// ```
     #[serde(default, skip_serializing_if = "is_false")]
     pub routed_frames: bool,
+    /// Whether this daemon can read a session's host input itself, in custody
+    /// ([`ClientHello::custody`]). Omitted when false, as for `routed_frames`.
+    ///
+    /// ```
+    /// use shoal_wire::DaemonHello;
+    ///
+    /// let hello = DaemonHello { version: "0.1.0".into(), pid: 1, nonce: "n".into(), key: "k".into(), routed_frames: true, custody: true };
+    /// assert!(hello.to_line().as_bytes().ends_with(br#""routed_frames":true,"custody":true}"#));
+    /// let older = br#"{"shoal":"daemon-hello","protocol":1,"version":"0.1.0","pid":1,"nonce":"n","key":"k"}"#;
+    /// assert!(!DaemonHello::parse(older)?.custody);
+    /// # Ok::<(), shoal_wire::Error>(())
+    /// ```
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub custody: bool,
 }
 
 fn is_false(value: &bool) -> bool {
@@ -127,7 +142,7 @@ pub enum Role {
 /// ```
 /// use shoal_wire::{ClientHello, Role};
 ///
-/// let hello = ClientHello { role: Role::Session, pid: 777, host_pid: Some(700), label: "claude-code".into(), env_differs: Vec::new(), routed_frames: false };
+/// let hello = ClientHello { role: Role::Session, pid: 777, host_pid: Some(700), label: "claude-code".into(), env_differs: Vec::new(), routed_frames: false, custody: false };
 /// let line = hello.to_line();
 /// assert_eq!(
 ///     line.as_bytes(),
@@ -157,7 +172,7 @@ pub struct ClientHello {
     ///
     /// let hello = ClientHello {
     ///     env_differs: vec!["DATABASE_URL".into()],
-    ///     ..ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new(), routed_frames: false }
+    ///     ..ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new(), routed_frames: false, custody: false }
     /// };
     /// assert!(hello.to_line().as_bytes().ends_with(br#""label":"codex","env_differs":["DATABASE_URL"]}"#));
     /// ```
@@ -170,12 +185,42 @@ pub struct ClientHello {
     /// ```
     /// use shoal_wire::{ClientHello, Role};
     ///
-    /// let hello = ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new(), routed_frames: true };
+    /// let hello = ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new(), routed_frames: true, custody: false };
     /// assert!(hello.to_line().as_bytes().ends_with(br#""label":"codex","routed_frames":true}"#));
     /// ```
     #[serde(default, skip_serializing_if = "is_false")]
     pub routed_frames: bool,
+    /// Hands the daemon this session's host input in custody: the hello came with two
+    /// descriptors (`SCM_RIGHTS`), the host's stdin and the writing end of a *custody pipe*,
+    /// and the daemon reads the host's messages from the stdin itself, moving every byte it
+    /// takes into the custody pipe first, where the proxy reads what was taken. A client sets
+    /// it only when the daemon's hello offered it ([`DaemonHello::custody`]) and it also asked
+    /// for routed frames, since the daemon tells it through them when to read the custody pipe
+    /// ([`Frame::is_custody_notice`](crate::Frame::is_custody_notice)). Omitted when false.
+    ///
+    /// While the daemon holds the stdin, the client sends nothing on the connection; the first
+    /// line it ever sends there is [`CUSTODY_RELEASE`], after which it reads its stdin itself.
+    ///
+    /// ```
+    /// use shoal_wire::{ClientHello, Role};
+    ///
+    /// let hello = ClientHello { role: Role::Session, pid: 9, host_pid: None, label: "codex".into(), env_differs: Vec::new(), routed_frames: true, custody: true };
+    /// assert!(hello.to_line().as_bytes().ends_with(br#""routed_frames":true,"custody":true}"#));
+    /// ```
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub custody: bool,
 }
+
+/// The line a session whose host input the daemon holds in custody ([`ClientHello::custody`])
+/// sends first on its connection: stop taking from the host's stdin. The daemon forwards what
+/// it took up to the last whole line, closes its end of the custody pipe, and sends a custody
+/// notice; the session then reads the host's stdin itself from where the daemon stopped. Not
+/// JSON-RPC: a daemon that never held custody of the session would refuse it as such.
+///
+/// ```
+/// assert!(shoal_wire::CUSTODY_RELEASE.as_bytes().starts_with(br#"{"shoal":"#));
+/// ```
+pub const CUSTODY_RELEASE: &str = r#"{"shoal":"release-custody"}"#;
 
 /// At most this many names in [`ClientHello::env_differs`], so that a hello stays far below
 /// [`HELLO_MAX_LEN`] (16 × 64 bytes and their quotes).
@@ -196,7 +241,7 @@ impl DaemonHello {
     /// The hello as a line: marker and protocol first, then the fields.
     ///
     /// ```
-    /// let hello = shoal_wire::DaemonHello { version: "0.1.0".into(), pid: 1, nonce: "n".into(), key: "k".into(), routed_frames: false };
+    /// let hello = shoal_wire::DaemonHello { version: "0.1.0".into(), pid: 1, nonce: "n".into(), key: "k".into(), routed_frames: false, custody: false };
     /// assert!(hello.to_line().as_bytes().starts_with(br#"{"shoal":"daemon-hello","protocol":1,"#));
     /// ```
     pub fn to_line(&self) -> Line {
@@ -223,7 +268,7 @@ impl ClientHello {
     /// ```
     /// use shoal_wire::{ClientHello, Role};
     ///
-    /// let hello = ClientHello { role: Role::Control, pid: 1, host_pid: None, label: "shoal status".into(), env_differs: Vec::new(), routed_frames: false };
+    /// let hello = ClientHello { role: Role::Control, pid: 1, host_pid: None, label: "shoal status".into(), env_differs: Vec::new(), routed_frames: false, custody: false };
     /// assert_eq!(
     ///     hello.to_line().as_bytes(),
     ///     br#"{"shoal":"client-hello","protocol":1,"role":"control","pid":1,"label":"shoal status"}"#
@@ -293,7 +338,7 @@ mod sealed {
 /// use tokio_util::codec::FramedRead;
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
-/// let hello = DaemonHello { version: "0.1.0".into(), pid: 9, nonce: "n".into(), key: "k".into(), routed_frames: false };
+/// let hello = DaemonHello { version: "0.1.0".into(), pid: 9, nonce: "n".into(), key: "k".into(), routed_frames: false, custody: false };
 /// let mut bytes = hello.to_line().as_bytes().to_vec();
 /// bytes.extend_from_slice(b"\n{\"jsonrpc\":\"2.0\",\"method\":\"x\"}\n");
 /// let mut framed = FramedRead::new(&bytes[..], LineCodec::new());
@@ -449,7 +494,7 @@ mod tests {
     fn parses_client_hellos() {
         check_client(
             r#"{"shoal":"client-hello","protocol":1,"role":"control","pid":5,"label":"x","extra":[1]}"#,
-            r#"ClientHello { role: Control, pid: 5, host_pid: None, label: "x", env_differs: [], routed_frames: false }"#,
+            r#"ClientHello { role: Control, pid: 5, host_pid: None, label: "x", env_differs: [], routed_frames: false, custody: false }"#,
         );
         check_client(
             r#"{"protocol":7,"shoal":"client-hello"}"#,

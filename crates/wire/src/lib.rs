@@ -73,10 +73,10 @@ pub use codec::{DEFAULT_MAX_LINE_LEN, LineCodec};
 pub use control::{BackendState, ControlRequest, ControlResponse, StatusReport};
 pub use envelope::{Envelope, Field, Invalid, InvalidReason, Kind, Rewritten, Validation};
 pub use error::{Error, LineError};
-pub use frame::{FRAME_HEADER_LEN, Frame, FrameCodec, frame_header};
+pub use frame::{CUSTODY_NOTICE, FRAME_HEADER_LEN, Frame, FrameCodec, frame_header};
 pub use hello::{
-    ClientHello, DaemonHello, ENV_NAME_MAX_LEN, ENV_NAMES_MAX, HELLO_MAX_LEN, HELLO_TIMEOUT,
-    LineStream, PROTOCOL, Role, read_client_hello, read_daemon_hello,
+    CUSTODY_RELEASE, ClientHello, DaemonHello, ENV_NAME_MAX_LEN, ENV_NAMES_MAX, HELLO_MAX_LEN,
+    HELLO_TIMEOUT, LineStream, PROTOCOL, Role, read_client_hello, read_daemon_hello,
 };
 pub use id::Id;
 pub use line::Line;

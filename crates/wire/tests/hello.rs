@@ -16,6 +16,7 @@ fn daemon_hello() -> DaemonHello {
         nonce: "n".into(),
         key: "k".into(),
         routed_frames: false,
+        custody: false,
     }
 }
 
@@ -60,7 +61,7 @@ async fn bad_hellos_are_typed_errors() {
     // Blank lines before the hello are tolerated, like anywhere else on the wire.
     check(
         b"\r\n{\"shoal\":\"client-hello\",\"protocol\":1,\"role\":\"control\",\"pid\":2,\"label\":\"cli\"}\n",
-        r#"ClientHello { role: Control, pid: 2, host_pid: None, label: "cli", env_differs: [], routed_frames: false }"#,
+        r#"ClientHello { role: Control, pid: 2, host_pid: None, label: "cli", env_differs: [], routed_frames: false, custody: false }"#,
     )
     .await;
 }
@@ -136,6 +137,7 @@ async fn client_hello_round_trip() {
         label: "codex".into(),
         env_differs: Vec::new(),
         routed_frames: false,
+        custody: false,
     };
     let mut bytes = hello.to_line().as_bytes().to_vec();
     bytes.push(b'\n');

@@ -19,6 +19,7 @@ fn hello_lines() {
         nonce: "5f1c0e9a7b3d2c18".into(),
         key: "2c26b46b68ffc68f".into(),
         routed_frames: true,
+        custody: false,
     };
     insta::assert_snapshot!("daemon_hello", text(&daemon.to_line()));
     let session = ClientHello {
@@ -28,6 +29,7 @@ fn hello_lines() {
         label: "claude-code".into(),
         env_differs: Vec::new(),
         routed_frames: true,
+        custody: false,
     };
     insta::assert_snapshot!("client_hello_session", text(&session.to_line()));
     let control = ClientHello {
@@ -37,6 +39,7 @@ fn hello_lines() {
         label: "shoal status".into(),
         env_differs: Vec::new(),
         routed_frames: false,
+        custody: false,
     };
     insta::assert_snapshot!("client_hello_control", text(&control.to_line()));
 }

@@ -238,6 +238,7 @@ pub(crate) fn connect_as(socket: &Path, role: Role) -> Option<UnixStream> {
         label: "proxy-test".into(),
         env_differs: Vec::new(),
         routed_frames: false,
+        custody: false,
     }
     .to_line()
     .as_bytes()

@@ -326,6 +326,7 @@ pub(crate) fn send_client_hello(stream: &mut UnixStream, role: Role) {
         label: "daemon-test".into(),
         env_differs: Vec::new(),
         routed_frames: false,
+        custody: false,
     }
     .to_line()
     .as_bytes()
