@@ -35,6 +35,12 @@ pub(crate) struct DaemonArgs {
     /// tests of a proxy meeting such a daemon)
     #[arg(long, hide = true)]
     lines: bool,
+
+    /// Never read a session's host input in custody: sessions send their host's messages over
+    /// the socket, as a shoal from before custody does (for tests of a proxy meeting such a
+    /// daemon)
+    #[arg(long, hide = true)]
+    no_custody: bool,
 }
 
 pub(crate) fn run(args: DaemonArgs) -> ExitCode {
@@ -92,6 +98,7 @@ fn config(args: &DaemonArgs) -> anyhow::Result<DaemonConfig> {
     let mut config = DaemonConfig::new(server.key, server.runtime_dir);
     config.idle_timeout = server.idle_timeout;
     config.routed_frames = !args.lines;
+    config.custody = !args.lines && !args.no_custody;
     Ok(config)
 }
 

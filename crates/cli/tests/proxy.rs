@@ -60,6 +60,14 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         server_requests_held_across_a_daemon_kill,
     ),
     (
+        "a_daemon_killed_at_each_step_of_taking_a_line_in_custody_loses_nothing",
+        custody_kill_points,
+    ),
+    (
+        "a_proxy_whose_daemon_refuses_custody_reads_its_stdin_itself",
+        daemon_without_custody,
+    ),
+    (
         "a_proxy_served_lines_by_a_daemon_without_routed_frames_loses_nothing_when_it_dies",
         daemon_without_routed_frames,
     ),
@@ -752,6 +760,157 @@ fn daemon_without_routed_frames() {
         next.routed_frames && next.pid != daemon.id(),
         "the daemon started after it offers routed frames: {next:?}"
     );
+}
+
+/// The daemon reads the host's stdin itself, in custody (`shoal_ipc::custody`), and is SIGKILLed
+/// at each step of taking the host's next line (`SHOAL_TEST_CUSTODY_KILL`): after copying it and
+/// before moving it into the custody pipe (it is still the host's: the next daemon serves it),
+/// after moving it and before forwarding it (it counts as sent: answered -32081, once), and in
+/// the middle of a line the host is still writing, or one too long for the custody pipe (the
+/// proxy completes it from its stdin: the next daemon serves it whole). Each time the request is
+/// answered exactly once, and the session goes on.
+fn custody_kill_points() {
+    // Steps 1 and 2 take the initialize and, in one write, `initialized` and a ping.
+    let cases = [
+        ("copied:3", "whole", false),
+        ("moved:3", "whole", true),
+        ("copied:3", "half", false),
+        ("moved:3", "half", false),
+        ("moved:5", "long", false),
+    ];
+    for (point, shape, lost) in cases {
+        let name = format!("{point} {shape}");
+        let scratch = Scratch::new(&format!("custody-{}-{shape}", point.replace(':', "")));
+        let server = scratch.server(&[]);
+        let paths = scratch.paths(&server);
+        let (mut command, stderr) = scratch.proxy(&[], &server);
+        command.env("SHOAL_TEST_CUSTODY_KILL", point);
+        let mut session = Session::spawn("host", command, stderr);
+        let params = json!({
+            "protocolVersion": shoal_testkit::client::LATEST_PROTOCOL_VERSION,
+            "capabilities": {}, "clientInfo": {"name": "custody", "version": "1"}});
+        session
+            .client
+            .result("initialize", params)
+            .unwrap_or_else(|error| panic!("{name}: initialize: {error}\n{}", session.stderr()));
+        let daemon = status(&paths.socket).expect("status").pid;
+        let two = format!(
+            "{}\n{}\n",
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+            json!({"jsonrpc": "2.0", "id": 100, "method": "ping"})
+        );
+        session.client.send_bytes(two.as_bytes()).unwrap();
+        let pong = session.client.wait_response(&json!(100), WAIT).unwrap();
+        assert!(pong.error().is_none(), "{name}: {pong:?}");
+        let text = if shape == "long" {
+            "x".repeat(300 * 1024)
+        } else {
+            "in custody".to_owned()
+        };
+        let line = format!(
+            "{}\n",
+            json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": text}}})
+        );
+        if shape == "half" {
+            let (first, rest) = line.as_bytes().split_at(line.len() / 2);
+            session.client.send_bytes(first).unwrap();
+            // The daemon dies on taking the first half; only then does the rest come.
+            wait_until(&format!("{name}: the daemon dies"), WAIT, || reaped(daemon));
+            session.client.send_bytes(rest).unwrap();
+        } else {
+            session.client.send_bytes(line.as_bytes()).unwrap();
+        }
+        let answer = session
+            .client
+            .wait_response(&json!(7), WAIT)
+            .unwrap_or_else(|error| panic!("{name}: {error}\n{}", session.stderr()));
+        if lost {
+            assert_eq!(
+                answer.error().map(|error| error.code),
+                Some(-32081),
+                "{name}: {answer:?}"
+            );
+        } else {
+            let result = answer
+                .into_result()
+                .unwrap_or_else(|error| panic!("{name}: {error}\n{}", session.stderr()));
+            assert_eq!(
+                result["content"][0]["text"].as_str().map(str::len),
+                Some(text.len()),
+                "{name}: the request was served whole"
+            );
+        }
+        // Exactly once: nothing more about id 7 comes before the answer to the next request.
+        let next = session
+            .client
+            .send_request(
+                "tools/call",
+                json!({"name": "echo", "arguments": {"text": "next"}}),
+            )
+            .unwrap();
+        loop {
+            let message = session.client.recv(WAIT).unwrap();
+            assert_ne!(
+                message["id"],
+                json!(7),
+                "{name}: a second answer: {message}"
+            );
+            if message["id"] == next {
+                assert_eq!(
+                    message["result"]["content"][0]["text"], "next",
+                    "{name}: {message}"
+                );
+                break;
+            }
+        }
+        assert!(
+            reaped(daemon) || !is_alive(daemon),
+            "{name}: the daemon was not killed"
+        );
+        let new = status(&paths.socket).expect("a new daemon").pid;
+        assert_ne!(new, daemon, "{name}");
+        session.client.close_input();
+        let status = session.client.wait_exit(WAIT).unwrap();
+        assert_eq!(status.code(), Some(0), "{name}: {}", session.stderr());
+    }
+}
+
+/// A daemon that does not offer custody (`shoal daemon --no-custody`, as a shoal from before it
+/// does) gets the host's messages over the socket, as before.
+fn daemon_without_custody() {
+    let scratch = Scratch::new("nocustody");
+    let server = scratch.server(&[]);
+    let paths = scratch.paths(&server);
+    let mut daemon = Command::new(SHOAL);
+    daemon
+        .args(["daemon", "--no-custody", "--root"])
+        .arg(&scratch.root)
+        .args(["--idle-timeout", "60", "--"])
+        .args(&server)
+        .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
+        .env_remove("SHOAL_IDLE_TIMEOUT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(scratch.file("daemon.stderr")).unwrap());
+    let mut daemon = daemon.spawn().unwrap();
+    wait_until("the --no-custody daemon serves", WAIT, || {
+        status(&paths.socket).is_some()
+    });
+    let hello = proxy_util::daemon_hello(&paths.socket);
+    assert!(hello.routed_frames && !hello.custody, "{hello:?}");
+    let mut session = scratch.client("host", &server);
+    session.client.initialize(json!({})).unwrap();
+    let result = session
+        .client
+        .call_tool("echo", json!({"text": "over the socket"}))
+        .unwrap();
+    assert_eq!(result["content"][0]["text"], "over the socket");
+    session.client.close_input();
+    assert_eq!(session.client.wait_exit(WAIT).unwrap().code(), Some(0));
+    assert_eq!(status(&paths.socket).expect("status").pid, daemon.id());
+    daemon.kill().unwrap();
+    let _ = daemon.wait();
 }
 
 fn held_requests_round(scratch: &Scratch) {
@@ -1536,8 +1695,12 @@ fn host_stdio_kinds() {
     client.initialize(json!({})).unwrap();
     let result = client.call_tool("echo", json!({"text": "pipes"})).unwrap();
     assert_eq!(result["content"][0]["text"], "pipes");
-    // Answered, so the proxy set its stdio up: polled, hence non-blocking.
-    assert!(nonblocking(&stdin_seen), "stdin is not polled");
+    // Answered, so the proxy set its stdio up: stdout polled, hence non-blocking; stdin held
+    // in custody by the daemon, which reads it without changing its flags.
+    assert!(
+        !nonblocking(&stdin_seen),
+        "stdin in custody was made non-blocking"
+    );
     assert!(nonblocking(&stdout_seen), "stdout is not polled");
     client.close_input();
     assert_eq!(wait_exit(&mut proxy, WAIT), Some(0), "{}", read(&stderr));

@@ -29,6 +29,10 @@ pub struct DaemonConfig {
     /// Whether the hello offers sessions routed frames ([`shoal_wire::FrameCodec`]); true but
     /// in tests of proxies talking to a daemon without them, as a shoal before them was.
     pub routed_frames: bool,
+    /// Whether the hello offers sessions to read their host's input in custody
+    /// ([`shoal_wire::ClientHello::custody`]); only with routed frames, and only on Linux.
+    /// True but in tests of proxies talking to a daemon without it.
+    pub custody: bool,
     /// Internal timings; tests shorten them.
     #[doc(hidden)]
     pub tuning: Tuning,
@@ -119,6 +123,7 @@ impl DaemonConfig {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             backend_env: Vec::new(),
             routed_frames: true,
+            custody: true,
             tuning: Tuning::default(),
         }
     }

@@ -206,6 +206,33 @@ pub(crate) struct Outbox {
     routed_frames: bool,
 }
 
+/// Custody notices for one session ([`shoal_wire::CUSTODY_NOTICE`]), sent beside its outbox
+/// by the task that reads the session's host input: always queued behind what the outbox holds
+/// (never written directly), so that they never split a message.
+///
+/// Weak: the session's writer ends once the hub lets go of the outbox, and a notice handle
+/// must not keep it waiting.
+#[derive(Debug, Clone)]
+pub(crate) struct Notices {
+    sender: mpsc::WeakUnboundedSender<Queued>,
+    room: Arc<Room>,
+}
+
+impl Notices {
+    /// Queue a notice; a session whose writer is gone needs none.
+    pub(crate) fn send(&self) {
+        let Some(sender) = self.sender.upgrade() else {
+            return;
+        };
+        let len = shoal_wire::CUSTODY_NOTICE.len();
+        self.room.reserve(len);
+        let notice = Queued::Rest(Bytes::from_static(&shoal_wire::CUSTODY_NOTICE));
+        if sender.send(notice).is_err() {
+            self.room.release(len);
+        }
+    }
+}
+
 /// Why a push failed.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum PushError {
@@ -260,6 +287,14 @@ impl Outbox {
     pub(crate) fn with_direct_writes(mut self, socket: Option<TryWriter>) -> Outbox {
         self.direct = socket;
         self
+    }
+
+    /// A handle for the custody notices of this outbox's session.
+    pub(crate) fn notices(&self) -> Notices {
+        Notices {
+            sender: self.sender.downgrade(),
+            room: Arc::clone(&self.room),
+        }
     }
 
     /// Put every message in a routed frame ([`shoal_wire::FrameCodec`]) when `framed`.

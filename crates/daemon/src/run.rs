@@ -108,6 +108,7 @@ fn start_and_serve(
         nonce: ownership.record().nonce().to_owned(),
         key: key_id.as_str().to_owned(),
         routed_frames: config.routed_frames,
+        custody: config.routed_frames && config.custody && cfg!(target_os = "linux"),
     };
     let command = BackendCommand {
         argv: config.key.argv().to_vec(),
@@ -126,6 +127,7 @@ fn start_and_serve(
             uid: nix::unistd::geteuid().as_raw(),
             hello: hello.to_line(),
             routed_frames: hello.routed_frames,
+            custody: hello.custody,
             outbox_budget: config.tuning.outbox_budget,
             outbox_soft_limit: config.tuning.outbox_soft_limit,
             stall_timeout: config.tuning.stall_timeout,

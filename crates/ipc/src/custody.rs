@@ -48,15 +48,26 @@ pub enum Step {
 }
 
 /// Reads a source (a pipe or a socket) through a custody pipe; see the module docs.
-#[derive(Debug)]
 pub struct Custody {
     source: AsyncFd<OwnedFd>,
     /// For a pipe: the private pipe `tee` copies into. `None` for a socket.
     private: Option<(OwnedFd, OwnedFd)>,
     custody: AsyncFd<OwnedFd>,
     hook: Option<fn(Step)>,
+    /// Called each time a move finds the custody pipe full, before the read waits for room.
+    on_full: Option<Box<dyn FnMut() + Send>>,
     /// Times a move found the custody pipe full.
     full: u64,
+}
+
+impl std::fmt::Debug for Custody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Custody")
+            .field("source", &self.source)
+            .field("custody", &self.custody)
+            .field("full", &self.full)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why [`Custody::new`] refused a source.
@@ -98,6 +109,7 @@ impl Custody {
             private,
             custody,
             hook: None,
+            on_full: None,
             full: 0,
         })
     }
@@ -109,20 +121,39 @@ impl Custody {
         self
     }
 
+    /// Call `on_full` each time a move finds the custody pipe full (its reader is behind, and
+    /// may be waiting to be told to read), before the read waits for room.
+    pub fn set_on_full(&mut self, on_full: impl FnMut() + Send + 'static) {
+        self.on_full = Some(Box::new(on_full));
+    }
+
     /// How many times a move found the custody pipe full, so far.
     pub fn times_full(&self) -> u64 {
         self.full
     }
 
-    /// Copy what the source holds into `buf` without taking it: `Ok(0)` at its end.
-    fn copy(&self, buf: &mut [u8]) -> Result<usize, Errno> {
-        let len = buf.len().min(CHUNK);
-        match &self.private {
-            None => nix::sys::socket::recv(
-                self.source.get_ref().as_raw_fd(),
-                &mut buf[..len],
-                nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-            ),
+    /// Copy what the source holds into the `len` bytes at `target` without taking it: `Ok(0)`
+    /// at its end.
+    ///
+    /// # Safety
+    ///
+    /// `target` must point at `len` writable bytes (which need not be initialised).
+    unsafe fn copy(&self, target: *mut u8, len: usize) -> Result<usize, Errno> {
+        let len = len.min(CHUNK);
+        // The read buffer's spare capacity is handed in as it is: zeroing it first (the safe
+        // `ReadBuf` way) cost more than the three system calls of a small message (callgrind).
+        let copied = match &self.private {
+            None => {
+                // SAFETY: the caller's promise; the kernel writes at most `len` bytes.
+                unsafe {
+                    nix::libc::recv(
+                        self.source.get_ref().as_raw_fd(),
+                        target.cast(),
+                        len,
+                        nix::libc::MSG_PEEK | nix::libc::MSG_DONTWAIT,
+                    )
+                }
+            }
             Some((read, write)) => {
                 let copied = nix::fcntl::tee(
                     self.source.get_ref(),
@@ -132,13 +163,15 @@ impl Custody {
                 )?;
                 // The private pipe was empty and now holds exactly `copied` bytes, which one read
                 // returns whole; anything else would leave the two out of step for good.
-                let read = nix::unistd::read(read, &mut buf[..copied])?;
-                if read != copied {
-                    return Err(Errno::EIO);
+                // SAFETY: the caller's promise, and `copied <= len`.
+                let read = unsafe { nix::libc::read(read.as_raw_fd(), target.cast(), copied) };
+                if usize::try_from(read).ok() != Some(copied) {
+                    return Err(if read < 0 { Errno::last() } else { Errno::EIO });
                 }
-                Ok(copied)
+                return Ok(copied);
             }
-        }
+        };
+        usize::try_from(copied).map_err(|_| Errno::last())
     }
 
     /// Move up to `copied` bytes from the source into the custody pipe: how many it took, or
@@ -174,7 +207,11 @@ impl AsyncRead for Custody {
         loop {
             let mut ready = ready!(this.source.poll_read_ready(cx))?;
             let room = buf.remaining().min(CHUNK);
-            let copied = match this.copy(buf.initialize_unfilled_to(room)) {
+            // SAFETY: only the kernel writes to these bytes (`copy`), and only the `moved` it
+            // reports, which it did write, are marked initialised below.
+            let target = unsafe { buf.unfilled_mut() }.as_mut_ptr().cast::<u8>();
+            // SAFETY: `room` bytes of unfilled buffer at `target`.
+            let copied = match unsafe { this.copy(target, room) } {
                 Ok(0) => return Poll::Ready(Ok(())),
                 Ok(copied) => copied,
                 Err(Errno::EAGAIN) => {
@@ -184,7 +221,6 @@ impl AsyncRead for Custody {
                 Err(Errno::EINTR) => continue,
                 Err(error) => return Poll::Ready(Err(error.into())),
             };
-            drop(ready);
             this.step(Step::Copied(copied));
             loop {
                 match this.transfer(copied) {
@@ -193,13 +229,25 @@ impl AsyncRead for Custody {
                     Ok(0) => return Poll::Ready(Err(io::Error::from(Errno::EIO))),
                     Ok(moved) => {
                         this.step(Step::Moved(moved));
+                        if moved == copied && copied < room {
+                            // A short copy took all the source held, and it all moved: wait for
+                            // the next edge rather than learn that from another copy (as the
+                            // socket halves do). Readiness that came meanwhile is kept.
+                            ready.clear_ready();
+                        }
                         // Only what moved is the caller's; the rest is still in the source.
+                        // SAFETY: `copy` wrote `copied >= moved` bytes there.
+                        unsafe { buf.assume_init(moved) };
                         buf.advance(moved);
                         return Poll::Ready(Ok(()));
                     }
                     Err(Errno::EINTR) => {}
                     Err(Errno::EAGAIN) => {
+                        drop(ready);
                         this.full += 1;
+                        if let Some(on_full) = &mut this.on_full {
+                            on_full();
+                        }
                         // What was copied is dropped; it is still in the source. Wait for room,
                         // then copy again (the source may hold more by then).
                         let mut room = ready!(this.custody.poll_write_ready(cx))?;

@@ -43,6 +43,12 @@ pub(crate) struct Connection {
     pub(crate) pid: u32,
     /// The variables this session sets otherwise than the server's environment (names only).
     pub(crate) env_differs: Vec<String>,
+    /// The custody pipe's reading end (non-blocking), when the daemon was handed the host's
+    /// stdin (see `host.rs`); taken by the session.
+    pub(crate) custody: Option<std::os::fd::OwnedFd>,
+    /// The daemon holds (or held) the stdin and has not been sent
+    /// [`shoal_wire::CUSTODY_RELEASE`] yet, which goes before anything else on the connection.
+    pub(crate) release_owed: bool,
 }
 
 /// The daemon's side of the connection: routed frames when its hello offered them (this
@@ -96,10 +102,12 @@ enum Attempt {
 /// answering; both are rare, so a few rounds are plenty.
 const ROUNDS: u32 = 5;
 
-/// Connect to the key's daemon, starting one if needed. `host_pid` goes into our hello.
+/// Connect to the key's daemon, starting one if needed. `host_pid` goes into our hello; with
+/// `custody`, the daemon is handed the host's stdin if it offers to hold it.
 pub(crate) async fn find_or_start(
     config: &ProxyConfig,
     host_pid: Option<u32>,
+    custody: bool,
 ) -> Result<Connection, StartError> {
     let mut held_by = None;
     // A key dir pruned while this proxy waited for its lock costs a round that is not counted:
@@ -107,7 +115,7 @@ pub(crate) async fn find_or_start(
     let mut restarts = 0;
     let mut round = 0;
     while round < ROUNDS {
-        match try_connect(config, host_pid).await {
+        match try_connect(config, host_pid, custody).await {
             Attempt::Connected(connection) => return Ok(connection),
             Attempt::Failed(error) => return Err(error),
             Attempt::Absent(why) => tracing::debug!(round, why, "no daemon answered"),
@@ -136,7 +144,7 @@ pub(crate) async fn find_or_start(
             }
             Err(error) => return Err(StartError::SpawnLock(error)),
         };
-        match try_connect(config, host_pid).await {
+        match try_connect(config, host_pid, custody).await {
             Attempt::Connected(connection) => return Ok(connection),
             Attempt::Failed(error) => return Err(error),
             Attempt::Absent(why) => tracing::debug!(why, "still no daemon under the spawn lock"),
@@ -195,8 +203,9 @@ fn join_error(path: &Path, error: tokio::task::JoinError) -> shoal_lockfile::Err
     }
 }
 
-/// One connection attempt: connect, read and check the daemon's hello, send ours.
-async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
+/// One connection attempt: connect, read and check the daemon's hello, send ours (with the
+/// host's stdin and a custody pipe, with `custody` and the daemon offering it).
+async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>, custody: bool) -> Attempt {
     let path = &config.files.socket;
     let stream = match connect(path).await {
         Ok(stream) => stream,
@@ -254,19 +263,28 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
         ));
     }
     let env_differs = crate::environment::differing_from(hello.pid);
-    if let Err(error) = send_hello(
-        &mut writer,
-        Role::Session,
-        &config.label,
-        host_pid,
-        env_differs.clone(),
-        hello.routed_frames,
-    )
-    .await
-    {
-        // The daemon went away between its hello and ours: it was exiting.
-        return Attempt::Absent(format!("the daemon closed the connection: {error}"));
-    }
+    let custody = custody && hello.custody && hello.routed_frames;
+    let sent = if custody {
+        hand_over_stdin(&writer, config, host_pid, env_differs.clone())
+    } else {
+        send_hello(
+            &mut writer,
+            Role::Session,
+            &config.label,
+            host_pid,
+            env_differs.clone(),
+            hello.routed_frames,
+        )
+        .await
+        .map(|()| None)
+    };
+    let pipe = match sent {
+        Ok(pipe) => pipe,
+        Err(error) => {
+            // The daemon went away between its hello and ours: it was exiting.
+            return Attempt::Absent(format!("the daemon closed the connection: {error}"));
+        }
+    };
     // The daemon sends nothing more before it has our hello, so nothing of its first message
     // is in the line codec's buffer yet; the frame codec takes the buffer over as it is.
     let reader = if hello.routed_frames {
@@ -283,7 +301,48 @@ async fn try_connect(config: &ProxyConfig, host_pid: Option<u32>) -> Attempt {
         writer,
         pid: hello.pid,
         env_differs,
+        release_owed: pipe.is_some(),
+        custody: pipe,
     })
+}
+
+/// Send our hello with the host's stdin and the writing end of a new custody pipe passed along
+/// (see `host.rs`): the pipe's reading end, non-blocking, or why not.
+#[cfg(target_os = "linux")]
+fn hand_over_stdin(
+    writer: &WriteHalf,
+    config: &ProxyConfig,
+    host_pid: Option<u32>,
+    env_differs: Vec<String>,
+) -> io::Result<Option<std::os::fd::OwnedFd>> {
+    use nix::fcntl::OFlag;
+    use std::os::fd::AsFd as _;
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    let hello = shoal_wire::ClientHello {
+        role: Role::Session,
+        pid: std::process::id(),
+        host_pid,
+        label: config.label.clone(),
+        env_differs,
+        routed_frames: true,
+        custody: true,
+    };
+    let mut line = hello.to_line().as_bytes().to_vec();
+    line.push(b'\n');
+    writer.send_with_fds(&line, &[std::io::stdin().as_fd(), write.as_fd()])?;
+    // The daemon holds the writing end now: the pipe ends when it closes it or dies.
+    drop(write);
+    Ok(Some(read))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn hand_over_stdin(
+    _: &WriteHalf,
+    _: &ProxyConfig,
+    _: Option<u32>,
+    _: Vec<String>,
+) -> io::Result<Option<std::os::fd::OwnedFd>> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 /// Connect, retrying briefly while the daemon's accept backlog is full (`EAGAIN`), which a burst

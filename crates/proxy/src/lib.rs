@@ -18,6 +18,7 @@
 mod connect;
 mod environment;
 mod fallback;
+mod host;
 mod ledger;
 mod memory;
 mod session;

@@ -32,20 +32,17 @@ use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use shoal_wire::{
-    Envelope, ErrorCode, Frame, Kind, Line, LineCodec, LineError, Validation, error_response,
-};
+use shoal_ipc::write_line;
+use shoal_wire::{Envelope, ErrorCode, Frame, Kind, Line, LineError, Validation, error_response};
+use tokio::io::AsyncWriteExt as _;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
-
-use shoal_ipc::{next_line, write_line};
-use tokio::io::AsyncWriteExt as _;
 
 use crate::connect::{Connection, FromDaemon, find_or_start};
+use crate::host::{HostItem, HostReader};
 use crate::ledger::{DAEMON_LOST_MESSAGE, Ledger};
-use crate::stdio::{HostInput, HostOutput};
+use crate::stdio::HostOutput;
 use crate::{Error, Outcome, ParentWatch, ProxyConfig, StartError};
 
 /// Host messages held while reconnecting, at most: beyond this, requests are answered with an
@@ -99,7 +96,9 @@ pub(crate) async fn run(
         .filter(|pid| *pid > 0)
         .and_then(|pid| u32::try_from(pid).ok());
     let config = Arc::new(config);
-    let first = find_or_start(&config, host_pid).await?;
+    // Only the first daemon is handed the stdin: after a reconnect the proxy reads it itself
+    // (see `host.rs`).
+    let first = find_or_start(&config, host_pid, custody_possible()).await?;
     tracing::debug!(daemon_pid = first.pid, "connected");
     if !first.env_differs.is_empty() {
         tracing::warn!("{}", environment_warning(&first.env_differs));
@@ -287,19 +286,30 @@ impl Session {
         first: Connection,
         stop_events: &StopEvents,
     ) -> Result<Outcome, Error> {
-        let mut stdin = FramedRead::new(HostInput::open(), LineCodec::new());
+        let mut first = first;
+        let mut host = match first.custody.take() {
+            Some(pipe) => HostReader::custody(pipe),
+            None => HostReader::stdin(),
+        };
         let mut connection = Some(first);
         let mut reconnect: Option<Reconnect> = None;
         let mut reading = true;
         let mut terminated = false;
         loop {
-            if connection.is_none() && reconnect.is_none() {
+            if connection.is_none() && reconnect.is_none() && host.in_custody() {
+                // What the daemon took is known only once its custody pipe has ended.
+                host.watch_custody();
+            } else if connection.is_none() && reconnect.is_none() {
                 if self.lost().await.is_err() {
                     return Ok(Outcome::HostGone);
                 }
                 reconnect = Some(self.reconnect());
             }
-            if !reading && !self.ledger.owes_answers() && self.queue.is_empty() {
+            if !reading
+                && !self.ledger.owes_answers()
+                && self.queue.is_empty()
+                && !host.in_custody()
+            {
                 return Ok(if terminated {
                     Outcome::Terminated
                 } else {
@@ -321,22 +331,40 @@ impl Session {
                             terminated = true;
                             reading = false;
                             self.drain_at(until);
+                            if host.in_custody() {
+                                // The daemon stops taking, and what it took is owed.
+                                release(&mut connection).await;
+                                host.watch_custody();
+                            }
                         }
                         Stop::Running => {}
                     }
                     Ok(())
                 }
-                item = next_line(&mut stdin), if reading => match item {
-                    Some(Ok(Ok(line))) => self.on_host_line(line, &mut connection).await,
-                    Some(Ok(Err(error))) => self.bad_host_line(&error).await,
-                    None | Some(Err(_)) => {
+                item = host.next(reading) => match item {
+                    HostItem::Line { line: Ok(line), taken: true } => {
+                        self.on_taken_line(line);
+                        Ok(())
+                    }
+                    HostItem::Line { line: Ok(line), taken: false } => {
+                        self.on_host_line(line, &mut connection).await
+                    }
+                    HostItem::Line { line: Err(error), .. } => self.bad_host_line(&error).await,
+                    HostItem::CustodyEnded => Ok(()),
+                    HostItem::Closed => {
                         tracing::debug!("stdin closed; finishing the requests in flight");
                         reading = false;
                         self.drain_at(Instant::now() + self.config.tuning.drain);
                         Ok(())
                     }
                 },
-                item = from_daemon(connection.as_mut()) => match item {
+                item = from_daemon(connection.as_mut()) => match self.catch_up(&mut host, is_notice(&item)).await {
+                    // Whatever the daemon sends, the host's requests it took before are known
+                    // first (a request before its answer), and a custody notice asks for
+                    // nothing else.
+                    Err(gone) => Err(gone),
+                    Ok(()) => match item {
+                    Some(Ok(Ok(FromDaemon::Frame(frame)))) if frame.is_custody_notice() => Ok(()),
                     Some(Ok(Ok(FromDaemon::Line(line)))) => self.on_daemon_line(line).await,
                     Some(Ok(Ok(FromDaemon::Frame(frame)))) => self.on_daemon_frame(frame).await,
                     Some(Ok(Err(error))) => {
@@ -355,6 +383,7 @@ impl Session {
                         connection = None;
                         Ok(())
                     }
+                    },
                 },
                 result = reconnecting(reconnect.as_mut()) => {
                     reconnect = None;
@@ -422,6 +451,32 @@ impl Session {
         self.queued_bytes += message.line().len();
         self.queued_since.get_or_insert_with(Instant::now);
         self.queue.push_back(message);
+        Ok(())
+    }
+
+    /// A line the daemon took from the host's stdin in custody and forwarded: what sending it
+    /// would have meant for the ledger. (A host's answer to a request of a daemon that is gone
+    /// cannot be among them: custody is held by the first daemon only.)
+    fn on_taken_line(&mut self, line: Line) {
+        let message = Envelope::parse(line, Validation::Envelope);
+        self.ledger.sent(&message);
+    }
+
+    /// Read what the daemon took from the host's stdin and the proxy has not seen yet.
+    async fn catch_up(&mut self, host: &mut HostReader, thorough: bool) -> Result<(), HostGone> {
+        host.catch_up(thorough);
+        while let Some(item) = host.take_now() {
+            match item {
+                HostItem::Line {
+                    line: Ok(line),
+                    taken: true,
+                } => self.on_taken_line(line),
+                HostItem::Line {
+                    line: Err(error), ..
+                } => self.bad_host_line(&error).await?,
+                HostItem::Line { .. } | HostItem::CustodyEnded | HostItem::Closed => break,
+            }
+        }
         Ok(())
     }
 
@@ -538,7 +593,7 @@ impl Session {
             let deadline = Instant::now() + config.tuning.reconnect_budget;
             let mut delay = FIRST_RETRY_DELAY;
             loop {
-                match find_or_start(&config, host_pid).await {
+                match find_or_start(&config, host_pid, false).await {
                     Ok(connection) => return Ok(connection),
                     Err(error) if Instant::now() + delay < deadline => {
                         tracing::warn!(
@@ -717,8 +772,41 @@ fn host_gone(error: std::io::Error) -> HostGone {
     HostGone
 }
 
+/// Tell a daemon that holds the host's stdin in custody to stop taking from it
+/// ([`shoal_wire::CUSTODY_RELEASE`]), unless already told; on failure the connection is dropped.
+async fn release(connection: &mut Option<Connection>) {
+    let Some(open) = connection else {
+        return;
+    };
+    if !std::mem::take(&mut open.release_owed) {
+        return;
+    }
+    // A constant without a newline: always a line.
+    let Ok(line) = Line::new(shoal_wire::CUSTODY_RELEASE) else {
+        return;
+    };
+    if let Err(error) = write_line(&mut open.writer, &line).await {
+        tracing::debug!(%error, "writing to the daemon failed");
+        *connection = None;
+    }
+}
+
+/// Whether the first daemon may be handed the host's stdin in custody: on Linux, for a pipe or
+/// a socket.
+fn custody_possible() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsFd as _;
+        shoal_ipc::custody::supports(std::io::stdin().as_fd())
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 /// Write one line to the daemon; on failure the connection is dropped (and the loop reconnects).
+/// The first line to a daemon that was handed the stdin releases it first.
 async fn write_daemon(connection: &mut Option<Connection>, line: &Line) {
+    release(connection).await;
     let Some(open) = connection else {
         return;
     };
@@ -736,6 +824,11 @@ async fn from_daemon(
         Some(connection) => connection.reader.next().await,
         None => pending().await,
     }
+}
+
+/// Whether the daemon's message is a custody notice.
+fn is_notice(item: &Option<Result<Result<FromDaemon, LineError>, shoal_wire::Error>>) -> bool {
+    matches!(item, Some(Ok(Ok(FromDaemon::Frame(frame)))) if frame.is_custody_notice())
 }
 
 /// The reconnect's result; never resolves when none is in progress.

@@ -432,6 +432,12 @@ impl Client {
         self.write_bytes(&bytes, label)
     }
 
+    /// Writes `bytes` as they are, in one write: part of a line, or several lines at once.
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> Result<()> {
+        let label = format!("{}: {} raw bytes", self.name, bytes.len());
+        self.write_bytes(bytes, label)
+    }
+
     /// Writes `message` as one line.
     pub fn send(&mut self, message: &Value) -> Result<()> {
         let mut bytes = message.to_string().into_bytes();
