@@ -177,6 +177,10 @@ fn check_input(input: &[u8], random: &mut Random, stats: &mut Stats) {
         .to_vec();
     framed.extend_from_slice(input);
     framed.push(b'\n');
+    // Now and then behind a custody notice, which frames no message.
+    if random.below(4) == 0 {
+        framed.splice(0..0, shoal_wire::CUSTODY_NOTICE);
+    }
     check_frames(&framed, max_line_len, &chunks, stats);
     // The raw input, line or not, through every parser that takes bytes.
     let _ = DaemonHello::parse(input);
@@ -245,6 +249,9 @@ fn check_frames(input: &[u8], max_len: usize, chunks: &[usize], stats: &mut Stat
     for frame in whole.0.into_iter().flatten() {
         stats.frames += 1;
         assert_eq!(frame.with_newline().last(), Some(&b'\n'));
+        if frame.is_custody_notice() {
+            assert!(frame.routed().is_none() && frame.message().is_empty());
+        }
         if let Some((_, id)) = frame.routed() {
             assert!(Id::parse(id.as_bytes()).is_ok());
         }
