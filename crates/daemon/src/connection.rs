@@ -406,7 +406,7 @@ async fn session(
                     if !release {
                         tracing::warn!(
                             client,
-                            "a session that handed over its input in custody did not release                              it before sending on its connection"
+                            "a session that handed over its input in custody did not release it first"
                         );
                     }
                     let held = input.holding();
