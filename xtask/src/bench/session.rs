@@ -1745,8 +1745,8 @@ fn print_floors(f: &Figures) {
              unix socket), both in front of a server that answers in microseconds; \"pinned\": \
              every process on CPU 0; relay CPU: proxy + daemon vs the two relays; half-relay \
              floor: the front hands the host's stdin to the back, so only answers cross it, without and \
-             with exact custody of the host's bytes (the floor of a design not built, see \
-             docs/benchmarks.md); the load average was {} when the run began (the floors' \
+             with exact custody of the host's bytes (the floor of shoal's design on Linux since custody, \
+             see docs/benchmarks.md); the load average was {} when the run began (the floors' \
              ratios depend on it)\n",
             f.load_before
                 .map_or_else(|| "unknown".to_owned(), |load| format!("{load:.2}"))
