@@ -95,7 +95,7 @@ async fn serve(stream: UnixStream, context: Arc<ConnectionContext>, events: mpsc
             return;
         }
     }
-    let (mut read, mut write) = match socket::split(stream) {
+    let (read, mut write) = match socket::split(stream) {
         Ok(halves) => halves,
         Err(error) => {
             tracing::warn!(%error, "could not register a connection");
@@ -103,6 +103,8 @@ async fn serve(stream: UnixStream, context: Arc<ConnectionContext>, events: mpsc
         }
     };
     // A session that takes the custody offered passes its descriptors with its hello.
+    #[cfg(target_os = "linux")]
+    let mut read = read;
     #[cfg(target_os = "linux")]
     if context.custody {
         read.accept_fds();
@@ -264,6 +266,7 @@ mod failpoint {
 }
 
 /// What a session's custody input gave.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 enum Taken {
     Line(Line),
     /// A line the codec refused: dropped here; the proxy answers it from the custody pipe.
