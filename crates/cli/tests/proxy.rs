@@ -732,21 +732,7 @@ fn daemon_without_routed_frames() {
     let scratch = Scratch::new("lines");
     let server = scratch.server(&[]);
     let paths = scratch.paths(&server);
-    let mut daemon = Command::new(SHOAL);
-    daemon
-        .args(["daemon", "--lines", "--root"])
-        .arg(&scratch.root)
-        .args(["--idle-timeout", "60", "--"])
-        .args(&server)
-        .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
-        .env_remove("SHOAL_IDLE_TIMEOUT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(scratch.file("lines-daemon.stderr")).unwrap());
-    let mut daemon = daemon.spawn().unwrap();
-    wait_until("the --lines daemon serves", WAIT, || {
-        status(&paths.socket).is_some()
-    });
+    let mut daemon = serving_daemon(&scratch, &server, "--lines");
     assert!(
         !proxy_util::daemon_hello(&paths.socket).routed_frames,
         "a --lines daemon offers no routed frames"
@@ -882,21 +868,7 @@ fn daemon_without_custody() {
     let scratch = Scratch::new("nocustody");
     let server = scratch.server(&[]);
     let paths = scratch.paths(&server);
-    let mut daemon = Command::new(SHOAL);
-    daemon
-        .args(["daemon", "--no-custody", "--root"])
-        .arg(&scratch.root)
-        .args(["--idle-timeout", "60", "--"])
-        .args(&server)
-        .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
-        .env_remove("SHOAL_IDLE_TIMEOUT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(File::create(scratch.file("daemon.stderr")).unwrap());
-    let mut daemon = daemon.spawn().unwrap();
-    wait_until("the --no-custody daemon serves", WAIT, || {
-        status(&paths.socket).is_some()
-    });
+    let mut daemon = serving_daemon(&scratch, &server, "--no-custody");
     let hello = proxy_util::daemon_hello(&paths.socket);
     assert!(hello.routed_frames && !hello.custody, "{hello:?}");
     let mut session = scratch.client("host", &server);
@@ -911,6 +883,28 @@ fn daemon_without_custody() {
     assert_eq!(status(&paths.socket).expect("status").pid, daemon.id());
     daemon.kill().unwrap();
     let _ = daemon.wait();
+}
+
+/// A `shoal daemon FLAG` for `server`, started by hand (as a shoal without what FLAG turns off
+/// would be), once it serves.
+fn serving_daemon(scratch: &Scratch, server: &[OsString], flag: &str) -> std::process::Child {
+    let paths = scratch.paths(server);
+    let daemon = Command::new(SHOAL)
+        .args(["daemon", flag, "--root"])
+        .arg(&scratch.root)
+        .args(["--idle-timeout", "60", "--"])
+        .args(server)
+        .env("SHOAL_RUNTIME_DIR", &scratch.runtime_dir)
+        .env_remove("SHOAL_IDLE_TIMEOUT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(scratch.file(&format!("daemon{flag}.stderr"))).unwrap())
+        .spawn()
+        .unwrap();
+    wait_until(&format!("the {flag} daemon serves"), WAIT, || {
+        status(&paths.socket).is_some()
+    });
+    daemon
 }
 
 fn held_requests_round(scratch: &Scratch) {

@@ -56,8 +56,6 @@ pub struct Custody {
     hook: Option<fn(Step)>,
     /// Called each time a move finds the custody pipe full, before the read waits for room.
     on_full: Option<Box<dyn FnMut() + Send>>,
-    /// Times a move found the custody pipe full.
-    full: u64,
 }
 
 impl std::fmt::Debug for Custody {
@@ -65,7 +63,6 @@ impl std::fmt::Debug for Custody {
         f.debug_struct("Custody")
             .field("source", &self.source)
             .field("custody", &self.custody)
-            .field("full", &self.full)
             .finish_non_exhaustive()
     }
 }
@@ -110,7 +107,6 @@ impl Custody {
             custody,
             hook: None,
             on_full: None,
-            full: 0,
         })
     }
 
@@ -125,11 +121,6 @@ impl Custody {
     /// may be waiting to be told to read), before the read waits for room.
     pub fn set_on_full(&mut self, on_full: impl FnMut() + Send + 'static) {
         self.on_full = Some(Box::new(on_full));
-    }
-
-    /// How many times a move found the custody pipe full, so far.
-    pub fn times_full(&self) -> u64 {
-        self.full
     }
 
     /// Copy what the source holds into the `len` bytes at `target` without taking it: `Ok(0)`
@@ -244,7 +235,6 @@ impl AsyncRead for Custody {
                     Err(Errno::EINTR) => {}
                     Err(Errno::EAGAIN) => {
                         drop(ready);
-                        this.full += 1;
                         if let Some(on_full) = &mut this.on_full {
                             on_full();
                         }

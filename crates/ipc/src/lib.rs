@@ -5,7 +5,7 @@
 //! - how to talk to it: the socket halves registered for readability only ([`socket`]), and
 //!   reading and writing whole lines (and frames) on them ([`next_line`], [`next_item`],
 //!   [`write_line`]), and the answer to a
-//!   daemon's hello ([`send_hello`]), and the control client ([`control`]);
+//!   daemon's hello ([`client_hello`], [`send_hello`]), and the control client ([`control`]);
 //! - what both must agree a message means: which messages are a session's state ([`session`]).
 //!
 //! It knows the layout, the bytes' framing and that one list of methods, not how messages are
@@ -23,6 +23,6 @@ pub mod session;
 pub mod socket;
 
 pub use key::{DaemonKey, KeyId};
-pub use lines::{KEPT_READ_BUFFER, next_item, next_line, send_hello, write_line};
+pub use lines::{KEPT_READ_BUFFER, client_hello, next_item, next_line, send_hello, write_line};
 pub use meta::{DaemonExit, DaemonMeta};
 pub use paths::{DaemonPaths, MAX_SOCKET_PATH, RuntimeDirSource, resolve_runtime_dir};

@@ -74,9 +74,29 @@ where
     writer.flush().await
 }
 
-/// Answer a daemon's hello with ours (after the caller read and checked the daemon's): role
-/// `role`, this process's pid, `host_pid` (a session's host), `label` for logs and `shoal status`,
-/// and whether the daemon is to send routed frames (only if its hello offered them).
+/// Our hello for a daemon: role `role`, this process's pid, `host_pid` (a session's host),
+/// `label` for logs and `shoal status`, and whether the daemon is to send routed frames (only if
+/// its hello offered them); no custody (a session that hands over its stdin sets that).
+pub fn client_hello(
+    role: Role,
+    label: &str,
+    host_pid: Option<u32>,
+    env_differs: Vec<String>,
+    routed_frames: bool,
+) -> ClientHello {
+    ClientHello {
+        role,
+        pid: std::process::id(),
+        host_pid,
+        label: label.to_owned(),
+        env_differs,
+        routed_frames,
+        custody: false,
+    }
+}
+
+/// Answer a daemon's hello with ours ([`client_hello`]), after the caller read and checked the
+/// daemon's.
 pub async fn send_hello<W>(
     writer: &mut W,
     role: Role,
@@ -88,15 +108,7 @@ pub async fn send_hello<W>(
 where
     W: AsyncWrite + Unpin + ?Sized,
 {
-    let hello = ClientHello {
-        role,
-        pid: std::process::id(),
-        host_pid,
-        label: label.to_owned(),
-        env_differs,
-        routed_frames,
-        custody: false,
-    };
+    let hello = client_hello(role, label, host_pid, env_differs, routed_frames);
     write_line(writer, &hello.to_line()).await
 }
 

@@ -319,13 +319,8 @@ fn hand_over_stdin(
     use std::os::fd::AsFd as _;
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
     let hello = shoal_wire::ClientHello {
-        role: Role::Session,
-        pid: std::process::id(),
-        host_pid,
-        label: config.label.clone(),
-        env_differs,
-        routed_frames: true,
         custody: true,
+        ..shoal_ipc::client_hello(Role::Session, &config.label, host_pid, env_differs, true)
     };
     let mut line = hello.to_line().as_bytes().to_vec();
     line.push(b'\n');

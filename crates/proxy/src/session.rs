@@ -296,14 +296,16 @@ impl Session {
         let mut reading = true;
         let mut terminated = false;
         loop {
-            if connection.is_none() && reconnect.is_none() && host.in_custody() {
-                // What the daemon took is known only once its custody pipe has ended.
-                host.watch_custody();
-            } else if connection.is_none() && reconnect.is_none() {
-                if self.lost().await.is_err() {
-                    return Ok(Outcome::HostGone);
+            if connection.is_none() && reconnect.is_none() {
+                if host.in_custody() {
+                    // What the daemon took is known only once its custody pipe has ended.
+                    host.watch_custody();
+                } else {
+                    if self.lost().await.is_err() {
+                        return Ok(Outcome::HostGone);
+                    }
+                    reconnect = Some(self.reconnect());
                 }
-                reconnect = Some(self.reconnect());
             }
             if !reading
                 && !self.ledger.owes_answers()
