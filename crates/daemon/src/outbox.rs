@@ -185,18 +185,45 @@ impl Room {
     }
 }
 
+/// The bytes of one queue, counted twice: in its [`Room`], which others may share and reserve
+/// in (the backend's, see the module docs), and on their own, so that the queue knows when its
+/// writer holds nothing.
+#[derive(Debug, Clone)]
+struct Count {
+    room: Arc<Room>,
+    /// Bytes handed to the writer and not yet written or dropped.
+    unwritten: Arc<AtomicUsize>,
+}
+
+impl Count {
+    fn reserve(&self, bytes: usize) {
+        self.unwritten.fetch_add(bytes, Ordering::AcqRel);
+        self.room.reserve(bytes);
+    }
+
+    fn release(&self, bytes: usize) {
+        self.unwritten.fetch_sub(bytes, Ordering::AcqRel);
+        self.room.release(bytes);
+    }
+
+    /// Whether the writer holds no byte: nothing queued, nothing being written.
+    fn idle(&self) -> bool {
+        self.unwritten.load(Ordering::Acquire) == 0
+    }
+}
+
 /// The sending side, held by the hub.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     sender: mpsc::UnboundedSender<Queued>,
-    room: Arc<Room>,
+    count: Count,
     /// `None`: never refuse (the backend's queue, bounded by back-pressure instead).
     budget: Option<usize>,
-    /// The peer's socket, for writing a small message at once when nothing is queued: the hub
-    /// and the writer task run on one thread, and nothing is queued exactly when the room counts
-    /// no byte (the writer gives bytes back only once written), so a direct write never
-    /// overtakes a queued one. It saves the hand-off to the writer task (a wake-up, a poll and a
-    /// channel receive per message).
+    /// The peer's socket or pipe, for writing a small message at once when the writer holds
+    /// nothing: the hub and the writer task run on one thread, and the writer gives bytes back
+    /// only once written ([`Count::idle`]), so a direct write never overtakes a queued one. It
+    /// saves the hand-off to the writer task (a wake-up, a poll and a channel receive per
+    /// message).
     direct: Option<TryWriter>,
     /// The bytes of a direct write, kept from one to the next: a message encoded into a fresh
     /// buffer cost an allocation and a free per message. Kept only up to [`SCRATCH_KEPT`]
@@ -215,7 +242,7 @@ pub(crate) struct Outbox {
 #[derive(Debug, Clone)]
 pub(crate) struct Notices {
     sender: mpsc::WeakUnboundedSender<Queued>,
-    room: Arc<Room>,
+    count: Count,
 }
 
 impl Notices {
@@ -225,10 +252,10 @@ impl Notices {
             return;
         };
         let len = shoal_wire::CUSTODY_NOTICE.len();
-        self.room.reserve(len);
+        self.count.reserve(len);
         let notice = Queued::Rest(Bytes::from_static(&shoal_wire::CUSTODY_NOTICE));
         if sender.send(notice).is_err() {
-            self.room.release(len);
+            self.count.release(len);
         }
     }
 }
@@ -247,7 +274,7 @@ pub(crate) enum PushError {
 #[derive(Debug)]
 pub(crate) struct OutboxReceiver {
     receiver: mpsc::UnboundedReceiver<Queued>,
-    room: Arc<Room>,
+    count: Count,
 }
 
 /// A queue that refuses pushes beyond `budget` queued bytes. One message is always accepted into
@@ -264,28 +291,32 @@ pub(crate) fn outbox_in(room: Arc<Room>) -> (Outbox, OutboxReceiver) {
 
 fn with_room(room: Arc<Room>, budget: Option<usize>) -> (Outbox, OutboxReceiver) {
     let (sender, receiver) = mpsc::unbounded_channel();
+    let count = Count {
+        room,
+        unwritten: Arc::default(),
+    };
     (
         Outbox {
             sender,
-            room: Arc::clone(&room),
+            count: count.clone(),
             budget,
             direct: None,
             scratch: RefCell::default(),
             routed_frames: false,
         },
-        OutboxReceiver { receiver, room },
+        OutboxReceiver { receiver, count },
     )
 }
 
 impl Outbox {
     /// The room its bytes are counted in.
     pub(crate) fn room(&self) -> &Arc<Room> {
-        &self.room
+        &self.count.room
     }
 
-    /// Write small messages straight to `socket` while nothing is queued (see [`Outbox::direct`]).
-    pub(crate) fn with_direct_writes(mut self, socket: Option<TryWriter>) -> Outbox {
-        self.direct = socket;
+    /// Write small messages straight to `peer` while nothing is queued (see [`Outbox::direct`]).
+    pub(crate) fn with_direct_writes(mut self, peer: Option<TryWriter>) -> Outbox {
+        self.direct = peer;
         self
     }
 
@@ -293,7 +324,7 @@ impl Outbox {
     pub(crate) fn notices(&self) -> Notices {
         Notices {
             sender: self.sender.downgrade(),
-            room: Arc::clone(&self.room),
+            count: self.count.clone(),
         }
     }
 
@@ -316,7 +347,7 @@ impl Outbox {
         };
         if let Some(direct) = &self.direct
             && message.wire_len() <= DIRECT_MAX
-            && self.room.queued() == 0
+            && self.count.idle()
         {
             // The writer is gone (a failed or stalled write): it may have left a line cut
             // short on the socket, which nothing may follow.
@@ -342,16 +373,16 @@ impl Outbox {
             }
         }
         let size = message.wire_len();
-        let queued = self.room.queued();
+        let queued = self.count.room.queued();
         if let Some(budget) = self.budget
             && queued > 0
             && queued + size > budget
         {
             return Err(PushError::Full { queued });
         }
-        self.room.reserve(size);
+        self.count.reserve(size);
         self.sender.send(message).map_err(|_| {
-            self.room.release(size);
+            self.count.release(size);
             PushError::Closed
         })
     }
@@ -359,7 +390,7 @@ impl Outbox {
     /// Bytes waiting to be written.
     #[cfg(test)]
     pub(crate) fn queued_bytes(&self) -> usize {
-        self.room.queued()
+        self.count.room.queued()
     }
 }
 
@@ -367,7 +398,7 @@ impl Drop for OutboxReceiver {
     fn drop(&mut self) {
         self.receiver.close();
         while let Ok(message) = self.receiver.try_recv() {
-            self.room.release(message.wire_len());
+            self.count.release(message.wire_len());
         }
     }
 }
@@ -420,7 +451,7 @@ impl OutboxReceiver {
                 // Give back the memory of one huge message.
                 buffer = BytesMut::new();
             }
-            self.room.release(batched);
+            self.count.release(batched);
             written?;
             writer.flush().await?;
         }
@@ -494,7 +525,7 @@ mod tests {
         outbox.push(line("{\"a\":1}")).unwrap();
         outbox.push(line("{\"b\":2}")).unwrap();
         let mut written = Vec::new();
-        let room = Arc::clone(&outbox.room);
+        let room = Arc::clone(outbox.room());
         drop(outbox);
         receiver.write_all_to(&mut written, None).await.unwrap();
         assert_eq!(written, b"{\"a\":1}\n{\"b\":2}\n");
@@ -603,6 +634,60 @@ mod tests {
             "a message was torn"
         );
         assert_eq!(lines[pushed], "{\"last\":true}");
+    }
+
+    /// A pipe as the backend's stdin is one: the far (read) end blocking, for the test to read;
+    /// our (write) end non-blocking, as tokio makes a child's stdin.
+    fn pipe_pair() -> (std::fs::File, tokio::net::unix::pipe::Sender) {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let write = tokio::net::unix::pipe::Sender::from_owned_fd(write).unwrap();
+        (std::fs::File::from(read), write)
+    }
+
+    /// The backend's queue writes straight into its stdin pipe while its writer holds nothing,
+    /// even though lines the sessions read but the hub has not routed are counted in the same
+    /// room; once the pipe is full, everything queues behind the rest of the cut message.
+    #[tokio::test]
+    async fn the_backends_queue_writes_straight_into_an_idle_pipe_and_keeps_order_when_full() {
+        use std::io::Read as _;
+        use std::os::fd::AsFd as _;
+        let (mut far, write) = pipe_pair();
+        let room = Room::new(1 << 20);
+        let (outbox, receiver) = outbox_in(Arc::clone(&room));
+        let direct = TryWriter::duplicate(write.as_fd()).unwrap();
+        let outbox = outbox.with_direct_writes(Some(direct));
+        room.reserve(100); // a session's line on its way to the hub
+        outbox.push(line("{\"a\":1}")).unwrap();
+        assert_eq!(room.queued(), 100, "written, not queued");
+        let mut first = [0; 8];
+        far.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"{\"a\":1}\n");
+        let message = format!("{{\"x\":\"{}\"}}", "y".repeat(4000));
+        let mut pushed = 0;
+        while room.queued() == 100 {
+            outbox.push(line(&message)).unwrap();
+            pushed += 1;
+            assert!(pushed < 10_000, "the pipe never filled");
+        }
+        outbox.push(line("{\"last\":true}")).unwrap();
+        let expected_len = pushed * (message.len() + 1) + 14;
+        let writer = tokio::spawn(receiver.write_all_to(write, None));
+        let reading = std::thread::spawn(move || {
+            let mut bytes = vec![0; expected_len];
+            far.read_exact(&mut bytes).unwrap();
+            bytes
+        });
+        drop(outbox);
+        writer.await.unwrap().unwrap();
+        let text = String::from_utf8(reading.join().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), pushed + 1);
+        assert!(
+            lines[..pushed].iter().all(|got| *got == message),
+            "a message was torn"
+        );
+        assert_eq!(lines[pushed], "{\"last\":true}");
+        assert_eq!(room.queued(), 100, "only the session's reservation is left");
     }
 
     #[tokio::test]

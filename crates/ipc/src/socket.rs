@@ -148,18 +148,43 @@ impl Socket {
     }
 }
 
-/// Writes that never wait, beside a [`WriteHalf`] of the same socket: for the one that queues
-/// messages to skip its writer when nothing is queued (the daemon's outboxes). The caller must
-/// keep the order of what it writes here and what the half writes.
+/// Writes that never wait, beside another writer of the same socket or pipe (a [`WriteHalf`], a
+/// child's stdin): for the one that queues messages to skip its writer when nothing is queued
+/// (the daemon's outboxes). The caller must keep the order of what it writes here and what the
+/// other writer writes.
 #[derive(Debug, Clone)]
-pub struct TryWriter(Arc<AsyncFd<UnixStream>>);
+pub struct TryWriter(Target);
+
+#[derive(Debug, Clone)]
+enum Target {
+    Socket(Arc<AsyncFd<UnixStream>>),
+    /// A duplicate descriptor of its own.
+    Descriptor(Arc<OwnedFd>),
+}
 
 impl TryWriter {
-    /// Write what the socket takes now: `Ok(n)` for the first `n` bytes, `WouldBlock` when it
-    /// takes nothing.
+    /// Writes to the pipe or socket that `writer` writes to, which must be non-blocking (a
+    /// tokio child's stdin is), through a duplicate of its descriptor. The duplicate keeps the
+    /// write end open: the reader sees its end only once this writer is dropped too.
+    ///
+    /// # Errors
+    ///
+    /// The descriptor cannot be duplicated (the process is out of descriptors).
+    pub fn duplicate(writer: std::os::fd::BorrowedFd<'_>) -> io::Result<TryWriter> {
+        Ok(TryWriter(Target::Descriptor(Arc::new(
+            writer.try_clone_to_owned()?,
+        ))))
+    }
+
+    /// Write what the socket or pipe takes now: `Ok(n)` for the first `n` bytes, `WouldBlock`
+    /// when it takes nothing.
     pub fn try_write(&self, bytes: &[u8]) -> io::Result<usize> {
         loop {
-            match self.0.get_ref().write(bytes) {
+            let written = match &self.0 {
+                Target::Socket(stream) => stream.get_ref().write(bytes),
+                Target::Descriptor(fd) => nix::unistd::write(fd, bytes).map_err(io::Error::from),
+            };
+            match written {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 written => return written,
             }
@@ -171,7 +196,7 @@ impl WriteHalf {
     /// A [`TryWriter`] on this half's socket, for a half from [`split`].
     pub fn try_writer(&self) -> Option<TryWriter> {
         match &self.stream {
-            Socket::Shared(stream) => Some(TryWriter(Arc::clone(stream))),
+            Socket::Shared(stream) => Some(TryWriter(Target::Socket(Arc::clone(stream)))),
             Socket::Unregistered(_) => None,
         }
     }

@@ -28,6 +28,7 @@ use tokio_util::codec::FramedRead;
 use super::process::{BackendCommand, BackendProcess, StopOutcome, StopTimeouts};
 use crate::outbox::{Outbox, Outgoing, PushError, Room, outbox_in};
 use shoal_ipc::next_line;
+use shoal_ipc::socket::TryWriter;
 
 /// What the backend's tasks report.
 #[derive(Debug)]
@@ -94,10 +95,15 @@ impl Backend {
             tokio::spawn(super::stderr::copy_to_log(stderr, Arc::clone(log)));
         }
         let pid = process.pid();
-        let (stdin_outbox, stdin_receiver) = outbox_in(Arc::clone(stdin_room));
+        let (mut stdin_outbox, stdin_receiver) = outbox_in(Arc::clone(stdin_room));
         let (stdin_failed_sender, stdin_failed) = oneshot::channel();
         let mut stdin_closed: StdinClosed = Box::pin(std::future::pending());
         if let Some(stdin) = process.take_stdin() {
+            // Requests go straight into the pipe while the writer has nothing (nearly always):
+            // without, every request woke the writer task to write it. Without a duplicate
+            // descriptor, the writer writes them all, as before.
+            stdin_outbox =
+                stdin_outbox.with_direct_writes(TryWriter::duplicate(stdin.as_fd()).ok());
             // A server that closes its stdin while nothing is being written to it would hold
             // what was already written (its pipe buffer) forever: the close is watched too, by
             // the watcher (a branch beside the writes here would be polled for every message).
