@@ -220,10 +220,18 @@ impl AsyncRead for Custody {
                     Ok(0) => return Poll::Ready(Err(io::Error::from(Errno::EIO))),
                     Ok(moved) => {
                         this.step(Step::Moved(moved));
-                        if moved == copied && copied < room {
-                            // A short copy took all the source held, and it all moved: wait for
+                        if moved == copied && copied < room && this.private.is_none() {
+                            // A short copy took all the socket held, and it all moved: wait for
                             // the next edge rather than learn that from another copy (as the
-                            // socket halves do). Readiness that came meanwhile is kept.
+                            // socket halves do). Readiness that came meanwhile is kept: a
+                            // socket wakes its reader on every write.
+                            //
+                            // Not for a pipe: Linux wakes a pipe's readers in the middle of a
+                            // blocking write only when the writer finds the pipe empty, and
+                            // the writer can add bytes between the copy and the move, which
+                            // then leave them behind in a pipe the writer never found empty.
+                            // The next copy finds them, or finds the pipe empty (`EAGAIN`),
+                            // after which the writer's next bytes do wake us.
                             ready.clear_ready();
                         }
                         // Only what moved is the caller's; the rest is still in the source.

@@ -40,6 +40,10 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
         "custody_of_a_socket_survives_a_sigkill_at_arbitrary_moments",
         || arbitrary_moments(Source::Socket),
     ),
+    (
+        "custody_of_a_pipe_keeps_reading_a_writer_blocked_in_one_large_write",
+        one_large_write,
+    ),
 ];
 
 fn main() -> std::process::ExitCode {
@@ -327,4 +331,75 @@ fn run(source: Source, kill: Kill, seed: u64, drain_custody: bool) {
         left.len(),
         written.len()
     );
+}
+
+/// A host that writes a large message in one blocking `write(2)`, read through custody in reads
+/// of varying sizes (the line decoder's room varies so): every byte must come through. Linux
+/// wakes a pipe's readers in the middle of such a write only when the writer finds the pipe
+/// empty, so a reader that took less than the pipe held, and took it as a copy and a move that
+/// the writer can slip bytes between, gets no wake-up for what it left: if it then believes
+/// the pipe drained, it waits for ever beside a full pipe and a blocked writer.
+#[cfg(target_os = "linux")]
+fn one_large_write() {
+    use tokio::io::AsyncReadExt as _;
+    const TOTAL: usize = 8 << 20;
+    const ROUNDS: usize = 20;
+    const ROOMS: [usize; 5] = [4096, 65536, 61440, 100_000, 1000];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    for round in 0..ROUNDS {
+        let (source_read, source_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (custody_read, custody_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut file = std::fs::File::from(source_write);
+            file.write_all(&vec![b'x'; TOTAL]).expect("the write");
+        });
+        let drainer = std::thread::spawn(move || {
+            let mut file = std::fs::File::from(custody_read);
+            let mut drained = Vec::new();
+            file.read_to_end(&mut drained)
+                .expect("drain the custody pipe");
+            drained.len()
+        });
+        let read = runtime.block_on(async {
+            // Non-blocking, as a registered descriptor must be; the writer's end stays blocking.
+            for fd in [&source_read, &custody_write] {
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                )
+                .unwrap();
+            }
+            let mut custody = Custody::new(source_read, custody_write).expect("custody");
+            let mut buffer = vec![0u8; 100_000];
+            let mut read = 0;
+            for room in ROOMS.iter().cycle() {
+                let got = tokio::time::timeout(DEADLINE, custody.read(&mut buffer[..*room]))
+                    .await
+                    .unwrap_or_else(|_| {
+                        panic!(
+                            "round {round}: no more bytes after {read} of {TOTAL} \
+                             within {DEADLINE:?}: the reader missed a wake-up"
+                        )
+                    })
+                    .expect("read through custody");
+                if got == 0 {
+                    return read;
+                }
+                read += got;
+            }
+            unreachable!("the cycle of rooms never ends")
+        });
+        writer.join().unwrap();
+        assert_eq!(read, TOTAL, "round {round}: what came through custody");
+        assert_eq!(
+            drainer.join().unwrap(),
+            TOTAL,
+            "round {round}: the custody pipe"
+        );
+    }
 }
