@@ -42,7 +42,11 @@ const SCENARIOS: &[shoal_testkit::scenarios::Scenario] = &[
     ),
     (
         "custody_of_a_pipe_keeps_reading_a_writer_blocked_in_one_large_write",
-        one_large_write,
+        || one_large_write(Source::Pipe),
+    ),
+    (
+        "custody_of_a_socket_keeps_reading_a_writer_blocked_in_one_large_write",
+        || one_large_write(Source::Socket),
     ),
 ];
 
@@ -338,9 +342,10 @@ fn run(source: Source, kill: Kill, seed: u64, drain_custody: bool) {
 /// wakes a pipe's readers in the middle of such a write only when the writer finds the pipe
 /// empty, so a reader that took less than the pipe held, and took it as a copy and a move that
 /// the writer can slip bytes between, gets no wake-up for what it left: if it then believes
-/// the pipe drained, it waits for ever beside a full pipe and a blocked writer.
+/// the pipe drained, it waits for ever beside a full pipe and a blocked writer. (A socket wakes
+/// its reader on every write; it is held to the same.)
 #[cfg(target_os = "linux")]
-fn one_large_write() {
+fn one_large_write(source: Source) {
     use tokio::io::AsyncReadExt as _;
     const TOTAL: usize = 8 << 20;
     const ROUNDS: usize = 20;
@@ -351,7 +356,13 @@ fn one_large_write() {
         .build()
         .expect("a runtime");
     for round in 0..ROUNDS {
-        let (source_read, source_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let (source_read, source_write): (OwnedFd, OwnedFd) = match source {
+            Source::Pipe => nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap(),
+            Source::Socket => {
+                let (ours, theirs) = UnixStream::pair().unwrap();
+                (ours.into(), theirs.into())
+            }
+        };
         let (custody_read, custody_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
         let writer = std::thread::spawn(move || {
@@ -382,7 +393,7 @@ fn one_large_write() {
                     .await
                     .unwrap_or_else(|_| {
                         panic!(
-                            "round {round}: no more bytes after {read} of {TOTAL} \
+                            "{source:?}, round {round}: no more bytes after {read} of {TOTAL} \
                              within {DEADLINE:?}: the reader missed a wake-up"
                         )
                     })
