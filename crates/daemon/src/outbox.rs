@@ -584,11 +584,43 @@ mod tests {
         (far, read, write)
     }
 
-    fn read_exactly(far: &mut std::os::unix::net::UnixStream, len: usize) -> Vec<u8> {
-        use std::io::Read as _;
+    fn read_exactly(far: &mut impl std::io::Read, len: usize) -> Vec<u8> {
         let mut bytes = vec![0; len];
         far.read_exact(&mut bytes).unwrap();
         bytes
+    }
+
+    /// Fill the peer with messages small enough to go direct, until one is queued (the last is
+    /// cut short, its rest queued, or refused whole), push one more behind them, write them all,
+    /// and check that `far` got every message whole and in order.
+    async fn fill_then_drain(
+        outbox: Outbox,
+        receiver: OutboxReceiver,
+        writer: impl AsyncWrite + Unpin + Send + 'static,
+        mut far: impl std::io::Read + Send + 'static,
+    ) {
+        let message = format!("{{\"x\":\"{}\"}}", "y".repeat(4000));
+        let mut pushed = 0;
+        while outbox.count.idle() {
+            outbox.push(line(&message)).unwrap();
+            pushed += 1;
+            assert!(pushed < 10_000, "the peer never filled");
+        }
+        // Queued from now on, behind the rest: order is kept.
+        outbox.push(line("{\"last\":true}")).unwrap();
+        let expected_len = pushed * (message.len() + 1) + 14;
+        let writer = tokio::spawn(receiver.write_all_to(writer, None));
+        let reading = std::thread::spawn(move || read_exactly(&mut far, expected_len));
+        drop(outbox);
+        writer.await.unwrap().unwrap();
+        let text = String::from_utf8(reading.join().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), pushed + 1);
+        assert!(
+            lines[..pushed].iter().all(|got| *got == message),
+            "a message was torn"
+        );
+        assert_eq!(lines[pushed], "{\"last\":true}");
     }
 
     #[tokio::test]
@@ -606,34 +638,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_socket_queues_the_rest_and_nothing_overtakes_it() {
-        let (mut far, _read, write) = socket_pair();
+        let (far, _read, write) = socket_pair();
         let (outbox, receiver) = outbox(64 << 20, 64 << 20);
         let outbox = outbox.with_direct_writes(write.try_writer());
-        // Fill the socket with messages small enough to go direct: the last one is cut short
-        // (its rest queued) or refused whole (queued as it is).
-        let message = format!("{{\"x\":\"{}\"}}", "y".repeat(4000));
-        let mut pushed = 0;
-        while outbox.queued_bytes() == 0 {
-            outbox.push(line(&message)).unwrap();
-            pushed += 1;
-            assert!(pushed < 10_000, "the socket never filled");
-        }
-        // Queued from now on, behind the rest: order is kept.
-        outbox.push(line("{\"last\":true}")).unwrap();
-        let expected_len = pushed * (message.len() + 1) + 14;
-        let writer = tokio::spawn(receiver.write_all_to(write, None));
-        let reading = std::thread::spawn(move || read_exactly(&mut far, expected_len));
-        drop(outbox);
-        writer.await.unwrap().unwrap();
-        let bytes = reading.join().unwrap();
-        let text = String::from_utf8(bytes).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), pushed + 1);
-        assert!(
-            lines[..pushed].iter().all(|got| *got == message),
-            "a message was torn"
-        );
-        assert_eq!(lines[pushed], "{\"last\":true}");
+        fill_then_drain(outbox, receiver, write, far).await;
     }
 
     /// A pipe as the backend's stdin is one: the far (read) end blocking, for the test to read;
@@ -649,7 +657,6 @@ mod tests {
     /// room; once the pipe is full, everything queues behind the rest of the cut message.
     #[tokio::test]
     async fn the_backends_queue_writes_straight_into_an_idle_pipe_and_keeps_order_when_full() {
-        use std::io::Read as _;
         use std::os::fd::AsFd as _;
         let (mut far, write) = pipe_pair();
         let room = Room::new(1 << 20);
@@ -659,34 +666,8 @@ mod tests {
         room.reserve(100); // a session's line on its way to the hub
         outbox.push(line("{\"a\":1}")).unwrap();
         assert_eq!(room.queued(), 100, "written, not queued");
-        let mut first = [0; 8];
-        far.read_exact(&mut first).unwrap();
-        assert_eq!(&first, b"{\"a\":1}\n");
-        let message = format!("{{\"x\":\"{}\"}}", "y".repeat(4000));
-        let mut pushed = 0;
-        while room.queued() == 100 {
-            outbox.push(line(&message)).unwrap();
-            pushed += 1;
-            assert!(pushed < 10_000, "the pipe never filled");
-        }
-        outbox.push(line("{\"last\":true}")).unwrap();
-        let expected_len = pushed * (message.len() + 1) + 14;
-        let writer = tokio::spawn(receiver.write_all_to(write, None));
-        let reading = std::thread::spawn(move || {
-            let mut bytes = vec![0; expected_len];
-            far.read_exact(&mut bytes).unwrap();
-            bytes
-        });
-        drop(outbox);
-        writer.await.unwrap().unwrap();
-        let text = String::from_utf8(reading.join().unwrap()).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), pushed + 1);
-        assert!(
-            lines[..pushed].iter().all(|got| *got == message),
-            "a message was torn"
-        );
-        assert_eq!(lines[pushed], "{\"last\":true}");
+        assert_eq!(read_exactly(&mut far, 8), b"{\"a\":1}\n");
+        fill_then_drain(outbox, receiver, write, far).await;
         assert_eq!(room.queued(), 100, "only the session's reservation is left");
     }
 
